@@ -1,0 +1,1 @@
+"""Thin readers and writers at the edges: VCF/BCF, FASTA, gene annotation, expression, PredictDB."""
