@@ -101,9 +101,17 @@ class GenotypeArrays:
         first = np.zeros(len(idx) + 1, np.int64)
         np.cumsum(counts, out=first[1:])
         return GenotypeArrays(
-            self.path, self.contig, list(self.samples), self.starts[idx], self.ref_ends[idx],
-            self.ids[idx], first, offsets, buf,
-            np.ascontiguousarray(self.genotypes[:, idx]), np.ascontiguousarray(self.phased[:, idx]),
+            self.path,
+            self.contig,
+            list(self.samples),
+            self.starts[idx],
+            self.ref_ends[idx],
+            self.ids[idx],
+            first,
+            offsets,
+            buf,
+            np.ascontiguousarray(self.genotypes[:, idx]),
+            np.ascontiguousarray(self.phased[:, idx]),
         )
 
     def subset_samples(self, samples: list[str]) -> GenotypeArrays:
@@ -116,9 +124,17 @@ class GenotypeArrays:
         si = np.array([pos[s] for s in samples], np.int64)
         hi = np.stack([2 * si, 2 * si + 1], axis=1).reshape(-1)
         return GenotypeArrays(
-            self.path, self.contig, list(samples), self.starts, self.ref_ends, self.ids,
-            self.allele_first, self.allele_offsets, self.allele_bytes,
-            np.ascontiguousarray(self.genotypes[hi]), np.ascontiguousarray(self.phased[si]),
+            self.path,
+            self.contig,
+            list(samples),
+            self.starts,
+            self.ref_ends,
+            self.ids,
+            self.allele_first,
+            self.allele_offsets,
+            self.allele_bytes,
+            np.ascontiguousarray(self.genotypes[hi]),
+            np.ascontiguousarray(self.phased[si]),
         )
 
     def alt_dosages(self) -> NDArray[np.float32]:
@@ -157,7 +173,25 @@ def check_vcf(path: str | os.PathLike[str], need_index: bool = True) -> Path:
             f"`tabix -p vcf {p}` or `bcftools index {p}` (the file must be bgzip-compressed and sorted)"
         )
         raise InputFileError(msg)
+    if p.stat().st_size >= 28 and _is_bgzf(p):
+        with p.open("rb") as fh:
+            fh.seek(-28, os.SEEK_END)
+            if fh.read(28) != _BGZF_EOF:
+                msg = (
+                    f"{p}: the file is truncated (no BGZF end-of-file marker); re-download or re-create it "
+                    f"(`bgzip` / `bcftools view -O b`), then re-index"
+                )
+                raise InputFileError(msg)
     return p
+
+
+_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+
+
+def _is_bgzf(p: Path) -> bool:
+    with p.open("rb") as fh:
+        head = fh.read(16)
+    return head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
 
 
 def vcf_samples(path: str | os.PathLike[str]) -> list[str]:
@@ -165,6 +199,9 @@ def vcf_samples(path: str | os.PathLike[str]) -> list[str]:
     from cyvcf2 import VCF
 
     p = check_vcf(path, need_index=False)
+    header_samples = _text_header_samples(p)
+    if header_samples is not None:
+        _check_duplicate_samples(p, header_samples)
     try:
         vcf = VCF(str(p), lazy=True)
     except (OSError, Exception) as e:  # cyvcf2 raises bare Exception on unreadable input
@@ -172,12 +209,38 @@ def vcf_samples(path: str | os.PathLike[str]) -> list[str]:
         raise InputFileError(msg) from e
     samples = list(vcf.samples)
     vcf.close()
+    _check_duplicate_samples(p, samples)
+    return samples
+
+
+def _check_duplicate_samples(p: Path, samples: list[str]) -> None:
     seen: set[str] = set()
     dups = sorted({s for s in samples if s in seen or seen.add(s)})
     if dups:
         msg = f"{p}: duplicate sample IDs in the header: {dups[:5]}; rename or drop them (bcftools reheader)"
         raise SampleMismatchError(msg)
-    return samples
+
+
+def _text_header_samples(p: Path) -> list[str] | None:
+    """Samples from the ``#CHROM`` line of a text VCF (plain or gzip); None for BCF/unreadable.
+
+    Read without htslib, which refuses duplicate sample names with an opaque header error.
+    """
+    import gzip
+
+    with p.open("rb") as fh:
+        magic = fh.read(2)
+    opener = gzip.open if magic == b"\x1f\x8b" else open
+    try:
+        with opener(p, "rt", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("#CHROM"):
+                    return line.rstrip("\n").split("\t")[9:]
+                if not line.startswith("#"):
+                    return None
+    except (OSError, EOFError, UnicodeError):
+        return None
+    return None
 
 
 def vcf_contigs(path: str | os.PathLike[str]) -> list[str]:
@@ -310,7 +373,15 @@ def read_genotypes(
     first = np.zeros(n_var + 1, np.int64)
     np.cumsum(np.array(allele_counts, np.int64), out=first[1:])
     return GenotypeArrays(
-        str(p), contig or "", list(samples) if samples is not None else chosen,
-        np.array(starts, np.int64), np.array(ends, np.int64), np.array(ids, dtype=object),
-        first, offsets, buf, genotypes, phased,
+        str(p),
+        contig or "",
+        list(samples) if samples is not None else chosen,
+        np.array(starts, np.int64),
+        np.array(ends, np.int64),
+        np.array(ids, dtype=object),
+        first,
+        offsets,
+        buf,
+        genotypes,
+        phased,
     )

@@ -1,0 +1,246 @@
+"""The one YAML configuration schema, validated with pydantic, every default visible here.
+
+Relative paths in a config file are resolved against the directory that holds the file.
+Unknown keys are errors (a typo must not silently fall back to a default); every error names the
+key path, e.g. ``head.n_layers: Input should be greater than or equal to 1``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from expredict.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Input files. ``contig_aliases`` maps VCF/BED contig names to FASTA names (``chr22: "22"``)."""
+
+    vcf: Path
+    fasta: Path
+    genes: Path
+    expression: Path
+    genes_format: Literal["auto", "bed", "gtf", "tsv"] = "auto"
+    expression_format: Literal["auto", "bed", "tsv", "parquet"] = "auto"
+    covariates: Path | None = None
+    covariate_names: str | None = Field(None, description="keep covariate rows whose name contains this")
+    n_covariates: int | None = Field(None, ge=0, description="keep the first n covariate rows (after the name filter)")
+    populations: Path | None = Field(None, description="TSV with columns sample, population")
+    contig_aliases: dict[str, str] = Field(default_factory=dict)
+    drop_unmatched_samples: bool = False
+    genes_subset: list[str] | None = None
+    max_genes: int | None = Field(None, ge=1)
+
+
+class ExpressionConfig(_Section):
+    """Target preparation: a stateless transform, then (fitted on training individuals only)
+    covariate regression and per-gene z-scores."""
+
+    transform: Literal["none", "log1p", "log2p1", "inverse_normal"] = "log2p1"
+    regress_covariates: bool = True
+    min_nonzero_fraction: float = Field(0.5, ge=0, le=1, description="drop genes zero in more than this fraction")
+
+
+class HaplotypeConfig(_Section):
+    """Personal sequences around each TSS (see expredict.haplotypes)."""
+
+    mode: Literal["center_tss", "left", "ragged"] = "center_tss"
+    length: int = Field(5994, ge=6, description="bp; NT v1 takes <= 5,994 bp per pass, v2 <= 12,282")
+    reverse_complement_minus: bool = False
+    unphased: Literal["ignore", "iupac", "error"] = "ignore"
+    ref_mismatch: Literal["error", "skip"] = "error"
+    snv_only: bool = False
+
+
+class EmbeddingConfig(_Section):
+    """Frozen Nucleotide Transformer. ``model`` is a hub id or a local directory; ``tiny: v1|v2``
+    builds a tiny random-weight model of that architecture (offline demo; results are labelled)."""
+
+    model: str = "InstaDeepAI/nucleotide-transformer-500m-1000g"
+    revision: str | None = None
+    tiny: Literal["v1", "v2"] | None = None
+    layer: int = -1
+    intermediate_layer: int | None = None
+    pooling: Literal["mean", "bins"] = "bins"
+    n_bins: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1)
+    device: str = "auto"
+    cache_dir: Path | None = None
+
+
+class HeadConfig(_Section):
+    """Transformer head on embeddings, one per gene."""
+
+    d_model: int = Field(64, ge=4)
+    n_layers: int = Field(2, ge=1)
+    n_heads: int = Field(4, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    combine: Literal["average", "concat"] = "average"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-3, ge=0)
+    max_epochs: int = Field(100, ge=1)
+    patience: int = Field(10, ge=1)
+    mse_weight: float = Field(0.1, ge=0)
+    pairwise_weight: float = Field(1.0, ge=0)
+    batch_size: int = Field(0, ge=0, description="0 = all training individuals in one batch")
+    device: str = "auto"
+    multi_gene: bool = False
+
+
+class EnetConfig(_Section):
+    """PrediXcan-style elastic net (glmnet alpha = 0.5, lambda.min, nested CV for export)."""
+
+    window: int = Field(1_000_000, ge=0, description="bp on each side of gene start/end")
+    matched_window: int | None = Field(
+        None, ge=0, description="second fit on the sequence model's window (bp each side)"
+    )
+    maf: float = Field(0.01, ge=0, le=0.5)
+    drop_ambiguous: bool = True
+    alpha: float = Field(0.5, gt=0, le=1)
+    n_lambda: int = Field(100, ge=2)
+    n_folds: int = Field(10, ge=2)
+    n_outer_folds: int = Field(5, ge=2)
+    nested_cv: bool = True
+    backend: Literal["auto", "glmnet", "sklearn"] = "auto"
+    export: bool = True
+
+
+class EnformerConfig(_Section):
+    """Enformer on personal sequences. ``tiny: true`` uses a tiny random-weight model (labelled)."""
+
+    enabled: bool = True
+    model: str = "EleutherAI/enformer-official-rough"
+    tiny: bool = False
+    length: int = Field(196_608, ge=128)
+    target_length: int = 896
+    track: int = Field(5110, ge=0)
+    n_center_bins: int = Field(3, ge=1)
+    rc_average: bool = False
+    batch_size: int = Field(2, ge=1)
+    device: str = "auto"
+    tuned: bool = False
+
+
+class SplitConfig(_Section):
+    """Individuals split once, shared by every method."""
+
+    kind: Literal["random", "population"] = "random"
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    test_populations: list[str] | None = None
+    gene_heldout_fraction: float = Field(0.2, ge=0, lt=1)
+    gene_blocks: int = Field(10, ge=1)
+
+    @field_validator("fractions")
+    @classmethod
+    def _sum_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if abs(sum(v) - 1) > 1e-6 or min(v) < 0:
+            msg = f"train/val/test fractions must be >= 0 and sum to 1; got {v}"
+            raise ValueError(msg)
+        return v
+
+
+class ExecutorConfig(_Section):
+    """Where per-gene work runs: a local process pool or Dask distributed."""
+
+    backend: Literal["local", "dask"] = "local"
+    n_workers: int = Field(2, ge=1)
+    scheduler_address: str | None = None
+
+
+class Config(_Section):
+    """Top-level configuration."""
+
+    name: str = "expredict-run"
+    out_dir: Path = Path("runs/expredict")
+    seed: int = 0
+    data: DataConfig
+    expression: ExpressionConfig = ExpressionConfig()
+    haplotypes: HaplotypeConfig = HaplotypeConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    head: HeadConfig = HeadConfig()
+    enet: EnetConfig = EnetConfig()
+    enformer: EnformerConfig = EnformerConfig()
+    split: SplitConfig = SplitConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+
+
+_PATH_KEYS = {
+    "out_dir": None,
+    "data": ("vcf", "fasta", "genes", "expression", "covariates", "populations"),
+    "embedding": ("cache_dir",),
+}
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = dict(raw)
+
+    def fix(v: Any) -> Any:
+        if v is None or not isinstance(v, str | os.PathLike):
+            return v
+        p = Path(os.path.expanduser(str(v)))
+        return p if p.is_absolute() else Path(os.path.normpath(base / p))
+
+    if "out_dir" in out:
+        out["out_dir"] = fix(out["out_dir"])
+    for section, keys in _PATH_KEYS.items():
+        if keys and isinstance(out.get(section), dict):
+            sec = dict(out[section])
+            for k in keys:
+                if k in sec:
+                    sec[k] = fix(sec[k])
+            out[section] = sec
+    emb = out.get("embedding")
+    if isinstance(emb, dict) and isinstance(emb.get("model"), str) and emb["model"].startswith((".", "/", "~")):
+        emb = dict(emb)
+        emb["model"] = str(fix(emb["model"]))
+        out["embedding"] = emb
+    return out
+
+
+def config_from_dict(raw: dict[str, Any], base_dir: str | os.PathLike[str] = ".", source: str = "config") -> Config:
+    """Validate a config mapping; relative paths are taken against ``base_dir``."""
+    if not isinstance(raw, dict):
+        msg = f"{source}: the top level must be a mapping of sections"
+        raise ConfigError(msg)
+    try:
+        return Config.model_validate(_resolve_paths(raw, Path(base_dir)))
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            key = ".".join(str(x) for x in err["loc"])
+            lines.append(f"{key}: {err['msg']}")
+        msg = f"{source}: invalid configuration:\n  " + "\n  ".join(lines)
+        raise ConfigError(msg) from None
+
+
+def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Config:
+    """Read and validate a YAML config file; ``overrides`` are dotted keys (``{"out_dir": ...}``)."""
+    p = Path(path)
+    if not p.exists():
+        msg = f"{p}: config file not found"
+        raise ConfigError(msg)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        msg = f"{p}: not valid YAML ({e})"
+        raise ConfigError(msg) from None
+    for key, value in (overrides or {}).items():
+        node = raw
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = str(value) if isinstance(value, Path) else value
+    return config_from_dict(raw, p.parent.resolve(), str(p))
+
+
+def config_to_yaml(config: Config) -> str:
+    """The exact, fully expanded configuration as YAML (for reports and manifests)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
