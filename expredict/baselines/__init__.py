@@ -1,0 +1,1 @@
+"""Baselines that expredict is compared against: PrediXcan-style elastic net and Enformer."""
