@@ -120,13 +120,14 @@ class EnformerConfig(_Section):
     model: str = "EleutherAI/enformer-official-rough"
     tiny: bool = False
     length: int = Field(196_608, ge=128)
-    target_length: int = 896
+    target_length: int = Field(896, description="output bins; -1 disables the crop (tiny models use their own)")
     track: int = Field(5110, ge=0)
-    n_center_bins: int = Field(3, ge=1)
+    n_center_bins: Literal[3, 10] = 3
     rc_average: bool = False
     batch_size: int = Field(2, ge=1)
     device: str = "auto"
     tuned: bool = False
+    max_genes: int | None = Field(None, ge=1, description="run Enformer on the first n genes only (CPU demos)")
 
 
 class SplitConfig(_Section):
