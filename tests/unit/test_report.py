@@ -1,0 +1,144 @@
+"""Report and metric files for a few methods and genes: contents, banner, embedded figures, parquet columns."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import polars as pl
+import pytest
+
+from expredict.evaluate import PER_GENE_COLUMNS, per_gene_metrics
+from expredict.report import collect_versions, write_metrics, write_report
+
+GENES = [f"ENSG{i:011d}.{i % 3 + 1}" for i in range(6)]
+SAMPLES = [f"HG{i:05d}" for i in range(12)]
+METHODS = ("nt_head", "enet", "enformer")
+CONFIG = 'name: demo\nseed: 0\nhead:\n  n_layers: 2\ncomment: "<b>not html</b> & more"\n'
+
+
+@pytest.fixture(scope="module")
+def run_tables():
+    rng = np.random.default_rng(7)
+    obs = pl.DataFrame(
+        [(g, s, float(rng.normal())) for g in GENES for s in SAMPLES],
+        schema={"gene_id": pl.String, "sample": pl.String, "observed": pl.Float64},
+        orient="row",
+    )
+    preds = {}
+    for k, m in enumerate(METHODS):
+        noise = rng.normal(size=obs.height) * (k + 0.5)
+        p = obs.select("gene_id", "sample", (pl.col("observed") + pl.Series(noise)).alias("prediction"))
+        if m == "enformer":  # one gene with a constant prediction: NaN r must not break the report
+            p = p.with_columns(
+                pl.when(pl.col("gene_id") == GENES[0]).then(0.0).otherwise(pl.col("prediction")).alias("prediction")
+            )
+        preds[m] = p
+    ann = pl.DataFrame({"gene_id": GENES, "gene_class": ["seen"] * 4 + ["unseen"] * 2, "cis_h2": [0.1] * 6})
+    per_gene = pl.concat([per_gene_metrics(preds[m], obs, m, annotations=ann) for m in METHODS])
+    return per_gene, preds, obs
+
+
+def _write(tmp_path, run_tables, **kw):
+    per_gene, preds, obs = run_tables
+    kw.setdefault("versions", {"python": "3.x", "numpy": "2.x"})
+    return write_report(
+        tmp_path,
+        per_gene,
+        preds,
+        obs,
+        config_yaml=CONFIG,
+        provenance={"vcf": "/data/chr22.vcf.gz", "n_test_individuals": 12, "split": {"seed": 0}},
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory, run_tables):
+    """One report with a random-weights method, shared by the content tests (figures are slow)."""
+    out = tmp_path_factory.mktemp("report")
+    path = _write(out, run_tables, random_weight_methods=["nt_head"], notes=["window is TSS +- 1 Mb"])
+    assert path == out / "report.html"
+    return out
+
+
+def test_report_html_contents(report_dir):
+    tmp_path = report_dir
+    path = tmp_path / "report.html"
+    text = path.read_text()
+    for m in METHODS:
+        assert m in text
+    for g in GENES:
+        assert g in text
+    assert 'id="random-weights-banner"' in text
+    assert "RANDOM WEIGHTS" in text and "plumbing checks, not scientific" in text
+    assert text.count("data:image/png;base64,") >= 2 + len(METHODS)  # distribution, pairs, best genes
+    # self-contained: no external assets
+    assert not re.search(r'(src|href)="(https?:)?//', text)
+    assert "<script" not in text and "<link" not in text
+    # config shown verbatim, escaped
+    assert "n_layers: 2" in text
+    assert "&lt;b&gt;not html&lt;/b&gt; &amp; more" in text and "<b>not html</b>" not in text
+    assert "/data/chr22.vcf.gz" in text and "window is TSS +- 1 Mb" in text
+    assert "0.283" in text and "0.055" in text  # published context (science.md section 6)
+    assert "seen_genes_new_individuals" in text and "unseen_genes" in text
+    # only our two files, no temporaries left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.md"]
+
+
+def test_report_markdown_tables(report_dir):
+    md = (report_dir / "report.md").read_text()
+    assert md.startswith("# ")
+    assert "> **WARNING: nt_head ran with RANDOM WEIGHTS" in md
+    header = next(line for line in md.splitlines() if line.startswith("| method | weights | n_genes"))
+    assert "mean_r" in header and "frac_r_negative" in header
+    summary_rows = [line for line in md.splitlines() if line.startswith(("| nt_head |", "| enet |", "| enformer |"))]
+    assert len(summary_rows) >= 3
+    assert "| nt_head | enet |" in md and "| enet | enformer |" in md  # head-to-head pairs
+    for g in GENES:
+        assert f"| {g} |" in md
+    assert "```yaml\n" + CONFIG.rstrip("\n") + "\n```" in md
+    assert "| python | 3.x |" in md
+
+
+def test_no_banner_without_random_weights(tmp_path, run_tables):
+    text = _write(tmp_path, run_tables).read_text()
+    assert "random-weights-banner" not in text and "RANDOM WEIGHTS" not in text
+    assert "WARNING" not in (tmp_path / "report.md").read_text()
+
+
+def test_write_metrics_columns(tmp_path, run_tables):
+    per_gene, preds, _ = run_tables
+    shuffled = per_gene.select(list(reversed(per_gene.columns)))  # any input order
+    paths = write_metrics(tmp_path, shuffled, preds)
+    assert paths.per_gene == tmp_path / "metrics" / "per_gene.parquet"
+    pg = pl.read_parquet(paths.per_gene)
+    assert pg.columns[:7] == list(PER_GENE_COLUMNS)
+    assert set(pg.columns[7:]) == {"gene_class", "cis_h2", "r_ceiling"}
+    assert pg.height == len(GENES) * len(METHODS)
+    assert sorted(paths.predictions) == sorted(METHODS)
+    for m in METHODS:
+        p = pl.read_parquet(tmp_path / "predictions" / f"{m}.parquet")
+        assert p.columns == ["gene_id", *SAMPLES]
+        assert p["gene_id"].to_list() == sorted(GENES)
+        assert all(p.schema[s] == pl.Float64 for s in SAMPLES)
+        long = preds[m].filter((pl.col("gene_id") == GENES[1]) & (pl.col("sample") == SAMPLES[3]))["prediction"][0]
+        assert p.filter(pl.col("gene_id") == GENES[1])[SAMPLES[3]][0] == pytest.approx(long)
+    assert (tmp_path / "metrics" / "summary.parquet").exists()
+    assert pl.read_parquet(tmp_path / "metrics" / "head_to_head.parquet").height == 3
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_write_metrics_rejects_bad_method_name_and_missing_columns(tmp_path, run_tables):
+    per_gene, preds, _ = run_tables
+    with pytest.raises(ValueError, match="cannot be a file name"):
+        write_metrics(tmp_path, per_gene, {"../evil": preds["enet"]})
+    with pytest.raises(ValueError, match="lacks columns"):
+        write_metrics(tmp_path, per_gene.drop("spearman_r"), preds)
+
+
+def test_collect_versions_tolerates_missing_packages():
+    v = collect_versions(["numpy", "polars", "surely-not-a-package-xyz"])
+    assert v["python"].count(".") == 2
+    assert v["numpy"] == np.__version__
+    assert v["surely-not-a-package-xyz"] == "not installed"
