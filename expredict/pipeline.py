@@ -372,7 +372,7 @@ def _regions(genes: pl.DataFrame, length: int):
 
     half = length // 2
     return [
-        Region(contig, tss - half, tss - half + length, gid, tss, strand)
+        Region(contig, max(0, tss - half), max(0, tss - half) + length, gid, tss, strand)
         for gid, contig, tss, strand in genes.select("gene_id", "contig", "tss", "strand").iter_rows()
     ]
 
@@ -643,12 +643,102 @@ def stage_enformer(run: Run) -> dict:
             "n_distinct": int(res.metadata.get("n_distinct", 0))}
 
 
-def stage_evaluate(run: Run) -> dict:  # replaced once evaluation lands
-    raise NotImplementedError
+def observed_test_targets(out: Path) -> pl.DataFrame:
+    """Long ``gene_id, sample, observed``: the normalised targets of the test individuals."""
+    _, _, targets = read_targets(out)
+    test = targets.filter(pl.col("split") == "test").drop("split")
+    return test.unpivot(index="sample", variable_name="gene_id", value_name="observed").select("gene_id", "sample", "observed")
 
 
-def stage_report(run: Run) -> dict:  # replaced once the report lands
-    raise NotImplementedError
+def method_predictions(out: Path) -> dict[str, pl.DataFrame]:
+    """Test-individual predictions of every method that has run, by method name."""
+    found = {}
+    for method in ("nt_head", "enet", "enet_matched", "enformer"):
+        p = out / "stage_predictions" / f"{method}.parquet"
+        if p.exists():
+            found[method] = pl.read_parquet(p)
+    return found
+
+
+def random_weight_methods(out: Path) -> list[str]:
+    """Methods whose model had random weights (labelled in every report)."""
+    methods = []
+    spec = out / "embed_spec.json"
+    if spec.exists() and json.loads(spec.read_text()).get("random_weights"):
+        methods.append("nt_head")
+    meta = out / "enformer" / "metadata.json"
+    if meta.exists() and json.loads(meta.read_text()).get("random_weights"):
+        methods.append("enformer")
+    return methods
+
+
+def stage_evaluate(run: Run) -> dict:
+    """Per-gene metrics of every method on the same test individuals; metrics and prediction tables."""
+    from expredict.evaluate import per_gene_metrics, summarize_methods
+    from expredict.report import write_metrics
+
+    observed = observed_test_targets(run.out)
+    preds = method_predictions(run.out)
+    if not preds:
+        msg = f"{run.out}: no method has predictions yet; run the train, enet or enformer stage first"
+        raise ConfigError(msg)
+    per_gene = pl.concat([per_gene_metrics(df, observed, m) for m, df in preds.items()], how="diagonal_relaxed")
+    write_metrics(run.out, per_gene, preds)
+    summary = summarize_methods(per_gene)
+    for row in summary.iter_rows(named=True):
+        label = " [random weights]" if row["method"] in random_weight_methods(run.out) else ""
+        run.log(f"[evaluate] {row['method']}: {row['n_scored']} genes, mean r {row['mean_r']:.3f}, "
+                f"median r {row['median_r']:.3f}, {100 * row['frac_r_negative']:.0f}% r < 0{label}")
+    return {"methods": sorted(preds), "n_genes": int(per_gene["gene_id"].n_unique())}
+
+
+def stage_report(run: Run) -> dict:
+    """OUT/report.html and OUT/report.md."""
+    from expredict.report import collect_versions, write_report
+
+    per_gene = pl.read_parquet(run.path("metrics", "per_gene.parquet"))
+    preds = method_predictions(run.out)
+    observed = observed_test_targets(run.out)
+    provenance = _provenance(run)
+    notes = [
+        "Metric: Pearson r between predicted and observed expression across the held-out test individuals, per gene "
+        "(the same individuals for every method and gene).",
+        "Observed values are the configured transform of expression, with covariates regressed out and z-scored "
+        "using statistics of the training individuals only.",
+        "Gene classes: this cohort is one population, so the new-population class is not available; per-gene heads "
+        "are trained on every gene, so all genes here are 'seen genes, new individuals'.",
+    ]
+    dropped = run.path("genes_dropped.parquet")
+    if dropped.exists():
+        n = pl.read_parquet(dropped).height
+        if n:
+            notes.append(f"{n} genes were dropped because their sequence window runs off the reference (listed in genes_dropped.parquet).")
+    if run.config.enet.window and "enet" in preds:
+        notes.append(f"Elastic net window: +/-{run.config.enet.window:,} bp around the TSS (the phenotype BED gives only the TSS).")
+    enf_meta = run.path("enformer", "metadata.json")
+    if enf_meta.exists():
+        m = json.loads(enf_meta.read_text())
+        notes.append(f"Enformer: {m.get('n_genes')} genes, input length {m.get('lengths')}, track {m.get('track')}, "
+                     f"{m.get('n_center_bins')} centre bins.")
+    path = write_report(
+        run.out, per_gene, preds, observed, config_yaml=config_to_yaml(run.config), provenance=provenance,
+        versions=collect_versions(), random_weight_methods=random_weight_methods(run.out), notes=notes,
+    )
+    run.log(f"[report] {path}")
+    return {"report": str(path)}
+
+
+def _provenance(run: Run) -> dict:
+    d = run.config.data
+    prov: dict[str, Any] = {k: str(getattr(d, k)) for k in ("vcf", "fasta", "genes", "expression", "covariates") if getattr(d, k)}
+    for candidate in (Path(d.vcf).parent / "provenance.json",):
+        if candidate.exists():
+            prov["demo"] = json.loads(candidate.read_text())
+    manifest = run.path(MANIFEST)
+    if manifest.exists():
+        stages = json.loads(manifest.read_text())
+        prov["stages"] = {k: {"key": v.get("key"), "elapsed_s": v.get("elapsed_s")} for k, v in stages.items()}
+    return prov
 
 
 STAGE_FUNCS: dict[str, Callable[[Run], dict | None]] = {

@@ -1,0 +1,41 @@
+"""Haplotype engine: bcftools-exact personal sequences, fixed-length projections, deduplication.
+
+Public entry points (see :mod:`expredict.haplotypes.build`):
+
+- :func:`iter_unique_haplotypes`: distinct sequences per region plus the (sample, hap) index;
+- :func:`build_haplotypes`: every (region, sample, hap) sequence, not deduplicated;
+- :func:`iter_unique_tiles` / :func:`tile_regions`: fixed tiles of long regions, deduplicated per tile;
+- :func:`coordinate_map` / :func:`haplotype_chain`: reference-to-haplotype coordinates.
+"""
+
+from __future__ import annotations
+
+from expredict.haplotypes.build import (
+    MODES,
+    STAT_NAMES,
+    RegionHaplotypes,
+    RunStats,
+    UniqueHaplotypes,
+    build_haplotypes,
+    coordinate_map,
+    haplotype_blocks,
+    haplotype_chain,
+    iter_unique_haplotypes,
+    iter_unique_tiles,
+    tile_regions,
+)
+
+__all__ = [
+    "MODES",
+    "STAT_NAMES",
+    "RegionHaplotypes",
+    "RunStats",
+    "UniqueHaplotypes",
+    "build_haplotypes",
+    "coordinate_map",
+    "haplotype_blocks",
+    "haplotype_chain",
+    "iter_unique_haplotypes",
+    "iter_unique_tiles",
+    "tile_regions",
+]
