@@ -558,7 +558,41 @@ def stage_train(run: Run) -> dict:
         df = pl.read_csv(run.path("heads", f"{safe_name(g)}.predictions.tsv"), separator="\t")
         preds.append(df.filter(pl.col("split") == "test").select(pl.lit(g).alias("gene_id"), "sample", pl.col("y_pred").alias("prediction")))
     _write_method_predictions(run, "nt_head", pl.concat(preds) if preds else None)
+    if run.config.head.multi_gene:
+        _train_multi_gene(run, genes)
     return {"n_genes": len(genes)}
+
+
+def _train_multi_gene(run: Run, genes: list[str]) -> None:
+    """One head shared by all genes (learned gene embedding), trained on the 'seen' genes of
+    ``splits/genes.tsv`` and evaluated on every gene, the held-out 'unseen' genes included."""
+    from expredict.head.estimator import GeneData, MultiGeneHeadRegressor, train_multi_gene
+    from expredict.head.model import HeadConfig
+    from expredict.splits import read_splits
+
+    cfg = run.config
+    cache, random_weights = _open_embedding_cache(run.out)
+    samples, split, targets = read_targets(run.out)
+    data = {}
+    for g in genes:
+        index, hashes, _, _ = load_gene_haplotypes(run.out, g)
+        data[g] = GeneData(as_head_input(cache.get(hashes)), index, targets[g].to_numpy())
+    classes = dict(read_splits(run.out).genes.select("gene_id", "gene_class").iter_rows())
+    head_cfg = HeadConfig.from_dict({**cfg.head.model_dump(exclude={"device", "multi_gene"}), "seed": cfg.seed})
+    records = train_multi_gene(data, split, classes, head_cfg, run.path("heads"), random_weights_embeddings=random_weights)
+    atomic_write_parquet(pl.DataFrame(records), run.path("heads", "multigene_records.parquet"))
+    est = MultiGeneHeadRegressor.load(run.path("heads", "multigene.pt"))
+    labels = np.array(split)
+    test, train = np.flatnonzero(labels == "test"), np.flatnonzero(labels == "train")
+    rows = []
+    for rec in records:
+        d = data[rec["gene_id"]]
+        idx = np.asarray(d.index, np.int64)
+        pred = est.predict(rec["gene_id"], d.embeddings, idx, reference_index=idx[train])
+        rows.append(pl.DataFrame({"gene_id": rec["gene_id"], "sample": [samples[i] for i in test], "prediction": pred[test]}))
+    _write_method_predictions(run, "nt_head_multigene", pl.concat(rows) if rows else None)
+    unseen = [r for r in records if r["gene_class"] == "unseen"]
+    run.log(f"[train] multi-gene head: {len(records) - len(unseen)} seen and {len(unseen)} unseen genes evaluated")
 
 
 def _write_method_predictions(run: Run, method: str, df: pl.DataFrame | None) -> None:
@@ -744,7 +778,7 @@ def observed_test_targets(out: Path) -> pl.DataFrame:
 def method_predictions(out: Path) -> dict[str, pl.DataFrame]:
     """Test-individual predictions of every method that has run, by method name."""
     found = {}
-    for method in ("nt_head", "enet", "enet_matched", "enformer"):
+    for method in ("nt_head", "nt_head_multigene", "enet", "enet_matched", "enformer"):
         p = out / "stage_predictions" / f"{method}.parquet"
         if p.exists():
             found[method] = pl.read_parquet(p)
@@ -756,7 +790,7 @@ def random_weight_methods(out: Path) -> list[str]:
     methods = []
     spec = out / "embed_spec.json"
     if spec.exists() and json.loads(spec.read_text()).get("random_weights"):
-        methods.append("nt_head")
+        methods += ["nt_head", "nt_head_multigene"]
     meta = out / "enformer" / "metadata.json"
     if meta.exists() and json.loads(meta.read_text()).get("random_weights"):
         methods.append("enformer")
@@ -773,7 +807,13 @@ def stage_evaluate(run: Run) -> dict:
     if not preds:
         msg = f"{run.out}: no method has predictions yet; run the train, enet or enformer stage first"
         raise ConfigError(msg)
-    per_gene = pl.concat([per_gene_metrics(df, observed, m) for m, df in preds.items()], how="diagonal_relaxed")
+    from expredict.splits import read_splits
+
+    classes = read_splits(run.out).genes.select("gene_id", "gene_class")
+    per_gene = pl.concat(
+        [per_gene_metrics(df, observed, m, annotations=classes if m == "nt_head_multigene" else None) for m, df in preds.items()],
+        how="diagonal_relaxed",
+    )
     write_metrics(run.out, per_gene, preds)
     summary = summarize_methods(per_gene)
     for row in summary.iter_rows(named=True):
@@ -796,8 +836,10 @@ def stage_report(run: Run) -> dict:
         "(the same individuals for every method and gene).",
         "Observed values are the configured transform of expression, with covariates regressed out and z-scored "
         "using statistics of the training individuals only.",
-        "Gene classes: this cohort is one population, so the new-population class is not available; per-gene heads "
-        "are trained on every gene, so all genes here are 'seen genes, new individuals'.",
+        "Gene classes: this cohort is one population, so the new-population class is not available. Per-gene "
+        "methods are trained on every gene ('seen genes, new individuals'). The multi-gene head (nt_head_multigene, "
+        "when enabled) is trained on the 'seen' genes only; its 'unseen_genes' class holds genes in held-out "
+        "contiguous position blocks of the chromosome (splits/genes.tsv), never trained on.",
     ]
     dropped = run.path("genes_dropped.parquet")
     if dropped.exists():
