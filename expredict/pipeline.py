@@ -558,7 +558,9 @@ def stage_train(run: Run) -> dict:
         df = pl.read_csv(run.path("heads", f"{safe_name(g)}.predictions.tsv"), separator="\t")
         preds.append(df.filter(pl.col("split") == "test").select(pl.lit(g).alias("gene_id"), "sample", pl.col("y_pred").alias("prediction")))
     _write_method_predictions(run, "nt_head", pl.concat(preds) if preds else None)
-    if run.config.head.multi_gene:
+    if run.config.head.multi_gene and (run.chunk or run.genes_subset):
+        run.log("[train] multi-gene head skipped: it needs every gene (no --chunk / --genes)")
+    elif run.config.head.multi_gene:
         _train_multi_gene(run, genes)
     return {"n_genes": len(genes)}
 

@@ -161,4 +161,5 @@ def test_chunks_cover_all_genes(full_run, tmp_path):
     for i in (1, 2):
         run_pipeline(_config(d), stages=["train"], chunk=f"{i}/2", log=lambda m: None)
     n_genes = pl.read_parquet(d / "genes.parquet").height
-    assert len(list((d / "heads").glob("*.pt"))) == n_genes
+    assert len(list((d / "heads").glob("ENSG*.pt"))) == n_genes
+    assert not (d / "heads" / "multigene.pt").exists()
