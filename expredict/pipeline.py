@@ -492,9 +492,14 @@ def stage_embed(run: Run) -> dict:
     cache_dir = emb.cache_dir or run.path("cache", "embeddings")
     cache = open_embedding_cache(cache_dir, embedder)
     seqs: list[str] = []
+    n_haplotypes = 0
     for gid in run.genes()["gene_id"].to_list():
-        seqs.extend(load_gene_haplotypes(run.out, gid)[2])
+        index, _, gene_seqs, _ = load_gene_haplotypes(run.out, gid)
+        seqs.extend(gene_seqs)
+        n_haplotypes += index.size
     stats = embed_sequences(seqs, cache, embedder, progress=True)
+    run.log(f"[embed] {n_haplotypes} haplotypes -> {stats.n_unique} distinct sequences to embed "
+            f"(dedup factor {n_haplotypes / max(stats.n_unique, 1):.1f}x)")
     info = {"cache_dir": str(cache_dir), "spec": cache.spec, "key": cache.key, "random_weights": bool(stats.random_weights),
             "weights_label": stats.weights_label}
     atomic_write_text(run.path("embed_spec.json"), json.dumps(info, indent=2, default=str))
