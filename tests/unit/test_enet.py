@@ -1,0 +1,304 @@
+"""PrediXcan elastic net: backend agreement, PredictDB-faithful CV, per-gene reasons, cohort runs."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.base import clone
+
+from expredict.baselines.enet import (
+    SUMMARY_COLUMNS,
+    EnetConfig,
+    PrediXcanElasticNet,
+    cis_features,
+    cis_window,
+    cv_enet,
+    fit_enet_gene,
+    fit_enet_genes,
+    glmnet_available,
+    lambda_path,
+    make_fold_ids,
+    prepare_targets,
+    slice_genotypes,
+)
+from expredict.io.genotypes import GenotypeArrays
+
+# -- seeded synthetic cohorts with planted cis effects (shared with test_predictdb.py) ----------
+
+BASES = np.array(list("ACGT"))
+
+
+def make_genotypes(
+    n_samples: int,
+    starts: np.ndarray,
+    *,
+    seed: int = 0,
+    contig: str = "chr1",
+    ids: list[str] | None = None,
+    alleles: list[tuple[str, str]] | None = None,
+    maf_low: float = 0.05,
+) -> GenotypeArrays:
+    """Bi-allelic phased SNPs at 0-based ``starts`` for samples ``S0..``; random allele pairs."""
+    rng = np.random.default_rng(seed)
+    starts = np.asarray(starts, dtype=np.int64)
+    nv = len(starts)
+    if alleles is None:
+        alleles = []
+        for _ in range(nv):
+            a, b = rng.choice(4, 2, replace=False)
+            alleles.append((str(BASES[a]), str(BASES[b])))
+    freq = rng.uniform(maf_low, 0.5, nv)
+    gt = (rng.random((2 * n_samples, nv)) < freq).astype(np.int8)
+    buf = "".join(r + a for r, a in alleles).encode()
+    lens = np.array([len(x) for pair in alleles for x in pair], np.int64)
+    offsets = np.zeros(len(lens) + 1, np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    first = np.arange(0, 2 * nv + 1, 2, dtype=np.int64)
+    ref_ends = starts + np.array([len(r) for r, _ in alleles], np.int64)
+    if ids is None:
+        ids = [f"v{i}" for i in range(nv)]
+    return GenotypeArrays(
+        "synthetic.vcf.gz", contig, [f"S{i}" for i in range(n_samples)], starts, ref_ends,
+        np.array(ids, dtype=object), first, offsets, np.frombuffer(buf, np.uint8).copy(), gt,
+        np.ones((n_samples, nv), bool),
+    )  # fmt: skip
+
+
+def planted(X: np.ndarray, n_causal: int, h2: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Targets ``X @ beta + noise`` with ``n_causal`` planted effects explaining ``h2`` of variance."""
+    rng = np.random.default_rng(seed)
+    beta = np.zeros(X.shape[1])
+    causal = rng.choice(X.shape[1], n_causal, replace=False)
+    beta[causal] = rng.normal(size=n_causal)
+    g = (X - X.mean(0)) @ beta
+    g = g / g.std() * np.sqrt(h2)
+    y = g + rng.normal(size=len(g)) * np.sqrt(1 - h2)
+    return (y - y.mean()) / y.std(), causal
+
+
+needs_glmnet = pytest.mark.skipif(not glmnet_available(), reason="python-glmnet not installed")
+
+
+def _xy(n: int, p: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    g = make_genotypes(n, np.arange(p) * 100, seed=seed)
+    X = g.alt_dosages().astype(np.float64)
+    y, _ = planted(X, 5, 0.4, seed + 1)
+    return X, y
+
+
+@needs_glmnet
+@pytest.mark.parametrize(("n", "p", "dup"), [(200, 80, False), (150, 300, False), (150, 100, True)])
+def test_backends_agree_on_same_path_and_folds(n: int, p: int, dup: bool) -> None:
+    X, y = _xy(n, p)
+    if dup:  # perfect LD, same and opposite coding: glmnet collapses them, sklearn does not
+        X = np.hstack([X, X[:, :30], 2 - X[:, 10:40]])
+    fits = {b: PrediXcanElasticNet(backend=b, random_state=3).fit(X, y) for b in ("glmnet", "sklearn")}
+    a, s = fits["glmnet"], fits["sklearn"]
+    np.testing.assert_array_equal(a.lambda_path_, s.lambda_path_)
+    np.testing.assert_array_equal(a.fold_ids_, s.fold_ids_)
+    assert a.lambda_ == s.lambda_
+    assert np.count_nonzero(a.coef_) == np.count_nonzero(s.coef_) > 0
+    cv_r2 = {b: 1 - f.cv_mse_[np.argmin(f.cv_mse_)] / np.mean(y**2) for b, f in fits.items()}
+    assert cv_r2["glmnet"] == pytest.approx(cv_r2["sklearn"], abs=1e-3)
+    assert cv_r2["glmnet"] > 0.15  # the planted signal is found
+    np.testing.assert_allclose(a.coef_, s.coef_, atol=1e-3)
+    np.testing.assert_allclose(a.predict(X), s.predict(X), atol=1e-3)
+
+
+@needs_glmnet
+def test_lambda_path_is_glmnets_and_native_cv_picks_same_lambda() -> None:
+    import glmnet
+
+    X, y = _xy(200, 120, seed=5)
+    auto = glmnet.ElasticNet(alpha=0.5, n_splits=0, min_lambda_ratio=1e-4).fit(X, y)
+    ours = lambda_path(X, y)
+    k = int(auto.n_lambda_)
+    np.testing.assert_allclose(auto.lambda_path_[:k], ours[:k], rtol=1e-10)
+    assert lambda_path(X[:, :50][:40], y[:40])[-1] / lambda_path(X[:, :50][:40], y[:40])[0] == pytest.approx(0.01)
+    # python-glmnet's own CV, with its defaults overridden (1-SE rule, R2, 3 folds), agrees with ours
+    est = PrediXcanElasticNet(backend="glmnet", random_state=0).fit(X, y)
+    native = glmnet.ElasticNet(
+        alpha=0.5, lambda_path=est.lambda_path_, cut_point=0.0, scoring="mean_squared_error", n_splits=10
+    ).fit(X, y, groups=est.fold_ids_)
+    assert native.lambda_max_ == pytest.approx(est.lambda_)
+    np.testing.assert_allclose(-native.cv_mean_score_, est.cv_mse_, rtol=5e-3)  # equal folds: same mean
+
+
+def test_collapse_duplicates_groups_ld_columns() -> None:
+    from expredict.baselines.enet import _collapse_duplicates
+
+    X = np.array([[0, 2, 1, 0, 1], [1, 1, 1, 1, 2], [2, 0, 1, 2, 0]], dtype=float)
+    rep, group, sign = _collapse_duplicates(X)
+    assert group[2] == -1  # constant
+    assert group[0] == group[1] == group[3] != group[4]
+    assert sign[0] == sign[3] == -sign[1]
+    assert len(rep) == 2
+
+
+def test_fold_ids_balanced_and_seeded() -> None:
+    f = make_fold_ids(103, 10, np.random.default_rng(7))
+    counts = np.bincount(f)
+    assert len(counts) == 10 and counts.max() - counts.min() <= 1
+    np.testing.assert_array_equal(f, make_fold_ids(103, 10, np.random.default_rng(7)))
+
+
+def test_estimator_contract_and_sklearn_backend() -> None:
+    est = PrediXcanElasticNet(alpha=0.5, n_folds=5, backend="sklearn", random_state=1)
+    assert clone(est).get_params() == est.get_params()
+    X, y = _xy(120, 40, seed=3)
+    assert est.fit(X, y) is est
+    assert est.coef_.shape == (40,) and np.isfinite(est.intercept_)
+    assert est.lambda_ in est.lambda_path_
+    assert est.predict(X).shape == (120,)
+    with pytest.raises(ValueError, match="backend"):
+        PrediXcanElasticNet(backend="R").fit(X, y)
+
+
+def test_cv_min_on_mean_fold_mse_ties_to_larger_lambda() -> None:
+    X, y = _xy(100, 30, seed=9)
+    folds = make_fold_ids(100, 10, np.random.default_rng(0))
+    cv = cv_enet(X, y, fold_ids=folds, backend="sklearn")
+    assert cv.best_index == int(np.argmin(cv.cv_mse))
+    assert cv.cv_mse[cv.best_index] <= cv.cv_mse.min() + 0
+    assert cv.oof_pred.shape == (100,)
+
+
+def test_prepare_targets_fits_on_training_rows_only() -> None:
+    rng = np.random.default_rng(0)
+    C = rng.normal(size=(50, 2))
+    y = C @ [2.0, -1.0] + rng.normal(size=50) * 0.1
+    train = np.arange(40)
+    r = prepare_targets(y, train, C)
+    assert r[train].mean() == pytest.approx(0, abs=1e-12)
+    assert r[train].std(ddof=1) == pytest.approx(1)
+    y2 = y.copy()
+    y2[40:] += 100.0  # test rows must not influence the fit
+    np.testing.assert_allclose(prepare_targets(y2, train, C)[train], r[train])
+    assert np.all(prepare_targets(np.ones(50), train) == 0)  # constant gene -> zeros
+
+
+def test_cis_window_and_feature_filters() -> None:
+    assert cis_window(5_000_000, start=4_900_000, end=5_000_001) == (3_900_000, 6_000_001)
+    assert cis_window(500, window=1000) == (0, 1501)
+    assert cis_window(10_000, window=100, anchor="tss") == (9_900, 10_100)
+    alleles = [("A", "T"), ("C", "G"), ("A", "G"), ("AT", "A"), ("C", "T")]
+    ids = ["rs1", "x2", "rs3", "x4", "rs5"]
+    g = make_genotypes(60, np.arange(5) * 10, seed=2, alleles=alleles, ids=ids)
+    train = np.arange(50)
+    f = cis_features(g, train, maf_min=0.0)
+    assert f.n_in_window == 5 and f.dosages.shape == (60, 5)
+    assert f.rsid == ["rs1", "chr1_11_C_G_b37", "rs3", "chr1_31_AT_A_b37", "rs5"]
+    assert f.var_id[0] == "chr1_1_A_T_b37"
+    assert cis_features(g, train, maf_min=0.0, drop_ambiguous=True).rsid == ["rs3", "chr1_31_AT_A_b37", "rs5"]
+    assert cis_features(g, train, maf_min=0.0, snps_only=True).alt == ["T", "G", "G", "T"]
+    assert cis_features(g, train, maf_min=0.0, require_rsid=True).rsid == ["rs1", "rs3", "rs5"]
+    # MAF computed on training individuals only
+    gt = g.genotypes.copy()
+    gt[:, 4] = 0
+    gt[100:, 4] = 1  # ALT only in test individuals (rows 50..59)
+    g2 = type(g)(**{**{k: getattr(g, k) for k in g.__dataclass_fields__ if k != "_allele_cache"}, "genotypes": gt})
+    assert "rs5" not in cis_features(g2, train, maf_min=0.01).rsid
+    sl = slice_genotypes(g, 10, 31)
+    assert list(sl.ids) == ["x2", "rs3", "x4"] and sl.alleles(2) == ["AT", "A"]
+
+
+def _cohort(n: int = 120, genes: int = 3, seed: int = 0):
+    starts = np.sort(np.random.default_rng(seed).choice(np.arange(100_000, 400_000, 7), 150, replace=False))
+    g = make_genotypes(n, starts, seed=seed)
+    X = g.alt_dosages().astype(np.float64)
+    samples = g.samples
+    rows = {"gene_id": [], "contig": [], "tss": [], "strand": []}
+    expr = {}
+    for j in range(genes):
+        tss = int(starts[30 + 40 * j])
+        near = np.flatnonzero(np.abs(starts - tss) < 20_000)
+        y, _ = planted(X[:, near], 3, 0.5, seed + j)
+        rows["gene_id"].append(f"G{j}")
+        rows["contig"].append("chr1")
+        rows["tss"].append(tss)
+        rows["strand"].append("+")
+        expr[f"G{j}"] = y
+    # a gene with no variants in its window and a constant gene
+    for gid, tss, y in (
+        ("NOVAR", 5_000_000, np.random.default_rng(1).normal(size=n)),
+        ("CONST", int(starts[10]), np.ones(n)),
+    ):
+        rows["gene_id"].append(gid)
+        rows["contig"].append("chr1")
+        rows["tss"].append(tss)
+        rows["strand"].append("-")
+        expr[gid] = y
+    genes_table = pl.DataFrame(rows)
+    expression = pl.DataFrame({"gene_id": list(expr)}).hstack(
+        pl.DataFrame(np.array(list(expr.values())), schema=samples, orient="row")
+    )
+    return g, genes_table, expression, samples[: int(0.8 * n)], samples[int(0.8 * n) :]
+
+
+def test_cohort_reasons_summary_and_executors() -> None:
+    g, genes, expr, train, test = _cohort()
+    cfg = EnetConfig(backend="sklearn", window=20_000, anchor="tss", n_lambda=30, seed=4)
+    res = fit_enet_genes(g, genes, expr, train, test, config=cfg)
+    s = res.summary
+    assert s.columns[:24] == list(SUMMARY_COLUMNS)
+    reasons = dict(zip(s["gene_id"], s["reason"], strict=True))
+    assert reasons["NOVAR"] == "no variants in window"
+    assert reasons["CONST"] == "constant expression"
+    ok = s.filter(pl.col("status") == "ok")
+    assert ok.height == 3
+    assert ok["n_snps_in_model"].min() > 0
+    assert ok["rho_avg"].mean() > 0.3 and ok["test_r"].mean() > 0.3
+    for c in ("rho_avg_squared", "zscore_pval", "cv_R2_avg", "in_sample_R2", "test_R2_avg", "rho_se"):
+        assert ok[c].is_not_null().all()
+    np.testing.assert_allclose(ok["rho_avg_squared"], ok["rho_avg"] ** 2)
+    assert res.weights["gene"].unique().sort().to_list() == ["G0", "G1", "G2"]
+    assert res.test_predictions.columns == ["gene_id", *test]
+    assert res.test_predictions.filter(pl.col("gene_id") == "NOVAR").row(0)[1] != res.test_predictions.row(0)[1]
+    # covariance rows: upper triangle with diagonal, per gene
+    k = ok.filter(pl.col("gene_id") == "G0")["n_snps_in_model"][0]
+    assert res.covariances.filter(pl.col("GENE") == "G0").height == k * (k + 1) // 2
+    # same answers through any executor (results depend only on seed and gene id)
+    with ThreadPoolExecutor(2) as ex:
+        res2 = fit_enet_genes(g, genes, expr, train, test, config=cfg, executor=ex)
+    assert res2.weights.equals(res.weights)
+    assert res2.summary.drop("fit_seconds").equals(res.summary.drop("fit_seconds"))
+
+
+def test_cohort_process_pool_matches_serial() -> None:
+    g, genes, expr, train, test = _cohort(genes=2, seed=3)
+    cfg = EnetConfig(backend="sklearn", window=20_000, anchor="tss", n_lambda=20, nested_cv=False)
+    a = fit_enet_genes(g, genes, expr, train, test, config=cfg, n_jobs=1)
+    b = fit_enet_genes(g, genes, expr, train, test, config=cfg, n_jobs=2)
+    assert a.weights.equals(b.weights)
+    assert a.summary["rho_avg"].is_null().all()  # nested CV off
+    from expredict.io.expression import Expression
+
+    e = Expression(
+        "mem", expr["gene_id"].to_list(), expr.columns[1:][::-1], expr.select(expr.columns[1:][::-1]).to_numpy()
+    )
+    c = fit_enet_genes(g, genes, e, train, test, config=cfg)  # the io layer's Expression, any sample order
+    assert c.weights.equals(a.weights)
+
+
+def test_fit_enet_gene_direct_and_covariates() -> None:
+    g, genes, expr, train, test = _cohort(genes=1, seed=5)
+    cov = np.random.default_rng(0).normal(size=(len(train) + len(test), 2))
+    cfg = EnetConfig(backend="sklearn", window=20_000, anchor="tss", n_lambda=20, nested_cv=False, seed=1)
+    res = fit_enet_genes(g, genes.head(1), expr, train, test, covariates=cov, config=cfg)
+    assert res.summary["status"][0] == "ok"
+    tss = genes["tss"][0]
+    sl = slice_genotypes(g, *cis_window(tss, window=20_000, anchor="tss"))
+    y = prepare_targets(
+        expr.filter(pl.col("gene_id") == "G0").select(g.samples).to_numpy()[0], np.arange(len(train)), cov
+    )
+    fit = fit_enet_gene(
+        "G0", sl, y[: len(train)], np.arange(len(train)), np.arange(len(train), len(g.samples)), config=cfg
+    )
+    assert fit.reason == ""
+    assert fit.weights.equals(res.weights)
+    np.testing.assert_allclose(fit.test_pred, res.test_predictions.select(test).to_numpy()[0])
+    with pytest.raises(ValueError, match="y_train"):
+        fit_enet_gene("G0", sl, y[:5], np.arange(len(train)), np.arange(3), config=cfg)
