@@ -186,11 +186,19 @@ def enet_path_fit(
     if tol is None:
         tol = DEFAULT_TOL.get(backend, 1e-7)
     if backend == "glmnet":
-        return _glmnet_path(X, y, lambdas, alpha, tol, max_iter)
-    if backend == "sklearn":
-        return _sklearn_path(X, y, lambdas, alpha, tol, max_iter)
-    msg = f"enet_path_fit: backend must be 'glmnet' or 'sklearn'; got {backend!r}"
-    raise ValueError(msg)
+        coef, icpt = _glmnet_path(X, y, lambdas, alpha, tol, max_iter)
+    elif backend == "sklearn":
+        coef, icpt = _sklearn_path(X, y, lambdas, alpha, tol, max_iter)
+    else:
+        msg = f"enet_path_fit: backend must be 'glmnet' or 'sklearn'; got {backend!r}"
+        raise ValueError(msg)
+    # round-off "entries" (|standardised coef| <= 1e-12 s.d.(y), e.g. at lambda_max) are zeros
+    X = np.asarray(X, dtype=np.float64)
+    tiny = np.abs(coef) * X.std(axis=0)[:, None] <= 1e-12 * max(float(np.std(y)), 1e-300)
+    if np.any(tiny & (coef != 0)):
+        coef = np.where(tiny, 0.0, coef)
+        icpt = float(np.mean(y)) - X.mean(axis=0) @ coef
+    return coef, icpt
 
 
 def _collapse_duplicates(X: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
@@ -424,7 +432,7 @@ def _fold_stats(
     """(R2, r, Fisher z, p-value) of one fold, with PredictDB's rules for constant predictions."""
     r2 = _r2(y, pred)
     n = len(y)
-    if np.std(pred) > 0 and np.std(y) > 0 and n > 2:
+    if np.ptp(pred) > 0 and np.ptp(y) > 0 and n > 2:
         r = float(np.clip(np.corrcoef(pred, y)[0, 1], -1.0, 1.0))
         t = r * math.sqrt((n - 2) / max(1e-300, 1 - r * r))
         p = float(2 * stats.t.sf(abs(t), n - 2))
@@ -907,7 +915,7 @@ def fit_enet_gene(
     test_pred = feats.dosages[test_idx] @ cv.coef + cv.intercept
     if y_test is not None and len(test_idx) > 2:
         yt = np.asarray(y_test, dtype=np.float64)
-        ok = np.std(test_pred) > 0 and np.std(yt) > 0
+        ok = np.ptp(test_pred) > 0 and np.ptp(yt) > 0
         summary["test_r"] = float(np.corrcoef(test_pred, yt)[0, 1]) if ok else 0.0
     nz = np.flatnonzero(cv.coef)
     weights = pl.DataFrame(
