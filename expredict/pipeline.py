@@ -519,6 +519,7 @@ def train_gene_task(out_dir: str, gene_id: str) -> dict:
     """Worker: train one gene's head from files under ``out_dir`` (picklable arguments only)."""
     import torch
 
+    from expredict.device import resolve_device
     from expredict.head.estimator import train_gene
     from expredict.head.model import HeadConfig
 
@@ -534,7 +535,7 @@ def train_gene_task(out_dir: str, gene_id: str) -> dict:
     embeddings = as_head_input(cache.get(hashes))
     y = targets[gene_id].to_numpy()
     head_cfg = HeadConfig.from_dict({**cfg.head.model_dump(exclude={"device", "multi_gene"}), "seed": cfg.seed})
-    device = "cpu" if cfg.head.device == "auto" and not torch.cuda.is_available() else ("cuda" if cfg.head.device == "auto" else cfg.head.device)
+    device = str(resolve_device(cfg.head.device))
     rec = train_gene(gene_id, embeddings, index, y, split, head_cfg, out / "heads", samples=samples,
                      random_weights_embeddings=random_weights, device=device)
     return rec

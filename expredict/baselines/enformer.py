@@ -55,6 +55,7 @@ import torch
 from numpy.typing import NDArray
 
 from expredict.cache import ArrayCache, sequence_hash
+from expredict.device import resolve_device
 from expredict.errors import ModelLoadError
 
 __all__ = [
@@ -270,13 +271,6 @@ class EnformerModel:
             "n_tracks": self.n_tracks,
             "head": self.head,
         }
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/None → CUDA when available, else CPU; anything else → ``torch.device(device)``."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:

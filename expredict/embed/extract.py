@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from expredict.device import resolve_device
 from expredict.embed.adapter import LoadedModel
 from expredict.embed.tokenizer import TokenLimitError
 
@@ -82,13 +83,6 @@ class Pooling:
             if val is not None and val < 1:
                 msg = f"pooling {name} must be >= 1 or None; got {val}"
                 raise ValueError(msg)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available, else CPU; anything else is passed to ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class Embedder:
