@@ -164,6 +164,15 @@ class Run:
         """The run's genes (``OUT/genes.parquet``, written by ``prepare``), after --genes/--chunk."""
         genes = pl.read_parquet(self.path("genes.parquet"))
         if self.genes_subset:
+            unknown = [g for g in self.genes_subset if g not in set(genes["gene_id"].to_list())]
+            if unknown:
+                dropped = dict(pl.read_parquet(self.path("genes_dropped.parquet")).iter_rows())
+                why = dropped.get(unknown[0], "not in the expression matrix and gene table")
+                msg = (
+                    f"--genes: {len(unknown)} gene(s) cannot be run, e.g. {unknown[0]}: {why}; the run's genes "
+                    f"are listed in {self.path('genes.parquet')}"
+                )
+                raise ConfigError(msg)
             genes = genes.filter(pl.col("gene_id").is_in(self.genes_subset))
         if self.chunk:
             i, n = self.chunk

@@ -59,3 +59,9 @@ def test_gene_window_off_the_reference(tmp_path):
     cfg = _config(tmp_path, 400_000)
     res = run_cli("run", str(cfg), "--stages", "prepare")
     assert res.returncode == 1 and "no gene's +/-200000 bp window fits inside the reference" in res.stderr
+
+
+def test_unknown_gene_is_a_clear_error(tmp_path):
+    res = run_cli("run", str(_config(tmp_path, 600)), "--genes", "ENSG_NOPE", "--stages", "haplotypes")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "--genes: 1 gene(s) cannot be run, e.g. ENSG_NOPE" in res.stderr
