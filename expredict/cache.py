@@ -34,10 +34,10 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -90,17 +90,22 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write`` on a ``.tmp-*`` sibling, fsync, then rename it onto ``path`` (never half-written)."""
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
         with tmp.open("wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda fh: fh.write(data))
 
 
 @dataclass(frozen=True)
@@ -361,16 +366,7 @@ class ArrayCache:
         new_hashes = [hashes[i] for i in keep]
         name = f"shard-{uuid.uuid4().hex}"
         npy = self._shard_dir / f"{name}.npy"
-        tmp = self._shard_dir / f".tmp-{name}.npy"
-        try:
-            with tmp.open("wb") as fh:
-                np.save(fh, sel, allow_pickle=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(npy)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        _atomic_write(npy, lambda fh: np.save(fh, sel, allow_pickle=False))
         manifest = {
             "format_version": FORMAT_VERSION,
             "hashes": new_hashes,
