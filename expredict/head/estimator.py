@@ -126,7 +126,34 @@ def _config(config: HeadConfig | Mapping | None) -> HeadConfig:
 
 
 # -- per-gene estimator ---------------------------------------------------------------------------
-class HeadRegressor(BaseEstimator):
+class _HeadParams(BaseEstimator):
+    """Constructor parameters shared by the single- and multi-gene heads (sklearn: ``__init__`` only stores)."""
+
+    def __init__(
+        self,
+        config: HeadConfig | Mapping | None = None,
+        *,
+        random_state: int | None = None,
+        device: str = "cpu",
+        n_threads: int | None = 1,
+        random_weights_embeddings: bool = False,
+        metadata: Mapping | None = None,
+    ) -> None:
+        self.config = config
+        self.random_state = random_state
+        self.device = device
+        self.n_threads = n_threads
+        self.random_weights_embeddings = random_weights_embeddings
+        self.metadata = metadata
+
+    def _cfg(self) -> HeadConfig:
+        cfg = _config(self.config)
+        if self.random_state is not None:
+            cfg = HeadConfig(**{**cfg.to_dict(), "seed": int(self.random_state)})
+        return cfg
+
+
+class HeadRegressor(_HeadParams):
     """Transformer head for one gene, with sklearn's estimator contract.
 
     Parameters
@@ -158,29 +185,6 @@ class HeadRegressor(BaseEstimator):
     history_ : list of dict
         Per-epoch ``train_loss`` / ``val_loss`` / ``val_r``.
     """
-
-    def __init__(
-        self,
-        config: HeadConfig | Mapping | None = None,
-        *,
-        random_state: int | None = None,
-        device: str = "cpu",
-        n_threads: int | None = 1,
-        random_weights_embeddings: bool = False,
-        metadata: Mapping | None = None,
-    ) -> None:
-        self.config = config
-        self.random_state = random_state
-        self.device = device
-        self.n_threads = n_threads
-        self.random_weights_embeddings = random_weights_embeddings
-        self.metadata = metadata
-
-    def _cfg(self) -> HeadConfig:
-        cfg = _config(self.config)
-        if self.random_state is not None:
-            cfg = HeadConfig(**{**cfg.to_dict(), "seed": int(self.random_state)})
-        return cfg
 
     def _task(self, e: NDArray, index: NDArray, y: NDArray | None) -> Task:
         x = torch.as_tensor(standardize(e, self.input_mean_, self.input_scale_), device=self.device)
@@ -417,7 +421,7 @@ class GeneData(NamedTuple):
     y: NDArray  # float (n_individuals,), NaN = missing
 
 
-class MultiGeneHeadRegressor(BaseEstimator):
+class MultiGeneHeadRegressor(_HeadParams):
     """One head shared by many genes, with a learned gene embedding.
 
     Trained on the training genes' training individuals (targets z-scored per gene on those
@@ -428,26 +432,6 @@ class MultiGeneHeadRegressor(BaseEstimator):
 
     Parameters are as for :class:`HeadRegressor`.
     """
-
-    def __init__(
-        self,
-        config: HeadConfig | Mapping | None = None,
-        *,
-        random_state: int | None = None,
-        device: str = "cpu",
-        n_threads: int | None = 1,
-        random_weights_embeddings: bool = False,
-        metadata: Mapping | None = None,
-    ) -> None:
-        self.config = config
-        self.random_state = random_state
-        self.device = device
-        self.n_threads = n_threads
-        self.random_weights_embeddings = random_weights_embeddings
-        self.metadata = metadata
-
-    def _cfg(self) -> HeadConfig:
-        return HeadRegressor(self.config, random_state=self.random_state)._cfg()
 
     def _stats(self, gene_id: str, e: NDArray, ref_index: NDArray | None) -> tuple[NDArray, NDArray]:
         if gene_id in self.input_stats_:
