@@ -56,7 +56,15 @@ def predict_cohort(
     from expredict.head.estimator import HeadRegressor
     from expredict.io.genotypes import read_genotypes
     from expredict.io.reference import Reference
-    from expredict.pipeline import _read_run_config, _regions, as_head_input, build_embedder, safe_name
+    from expredict.pipeline import (
+        _read_run_config,
+        _regions,
+        as_head_input,
+        atomic_write_parquet,
+        atomic_write_text,
+        build_embedder,
+        safe_name,
+    )
 
     run = Path(models)
     for need in ("config.yaml", "genes.parquet", "embed_spec.json", "heads"):
@@ -106,10 +114,8 @@ def predict_cohort(
     prefix.parent.mkdir(parents=True, exist_ok=True)
     pq = prefix.with_name(prefix.name + ".parquet")
     tsv = prefix.with_name(prefix.name + ".tsv")
-    for path, writer in ((pq, matrix.write_parquet), (tsv, lambda p: matrix.write_csv(p, separator="\t"))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        writer(tmp)
-        tmp.replace(path)
+    atomic_write_parquet(matrix, pq)
+    atomic_write_text(tsv, matrix.write_csv(separator="\t"))
     if stats.random_weights:
         log("NOTE: embeddings come from a RANDOM-WEIGHT model: these predictions are a plumbing check")
     log(f"{matrix.height} genes x {len(out_samples)} individuals -> {pq} and {tsv}")
