@@ -109,7 +109,7 @@ class EnetConfig(_Section):
     n_folds: int = Field(10, ge=2)
     n_outer_folds: int = Field(5, ge=2)
     nested_cv: bool = True
-    backend: Literal["auto", "glmnet", "sklearn"] = "auto"
+    backend: Literal["auto", "numba", "glmnet", "sklearn"] = "auto"
     export: bool = True
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "cis_features",
     "cis_window",
     "cv_enet",
+    "cv_enet_many",
     "enet_path_fit",
     "extra_table",
     "fit_enet_gene",
@@ -72,14 +73,15 @@ __all__ = [
     "lambda_path",
     "make_fold_ids",
     "nested_cv_performance",
+    "nested_fold_ids",
     "prepare_targets",
     "resolve_backend",
     "slice_genotypes",
 ]
 
-Backend = Literal["auto", "glmnet", "sklearn"]
+Backend = Literal["auto", "numba", "glmnet", "sklearn"]
 
-DEFAULT_TOL = {"glmnet": 1e-7, "sklearn": 1e-4}
+DEFAULT_TOL = {"numba": 1e-7, "glmnet": 1e-7, "sklearn": 1e-4}
 """Solver tolerance when ``tol=None``: glmnet's ``thresh`` as in R; scikit-learn's default
 duality-gap tolerance (1e-7 there took ~12x longer on a real 5,000-SNP chr22 window)."""
 
@@ -114,14 +116,14 @@ def glmnet_available() -> bool:
 
 
 def resolve_backend(backend: str) -> str:
-    """Map ``"auto"`` to ``"glmnet"`` when available else ``"sklearn"``; validate the name."""
+    """Validate a backend name; ``"auto"`` is ``"numba"`` (always available, the fastest)."""
     if backend == "auto":
-        return "glmnet" if glmnet_available() else "sklearn"
-    if backend not in ("glmnet", "sklearn"):
-        msg = f"backend must be 'auto', 'glmnet' or 'sklearn'; got {backend!r}"
+        return "numba"
+    if backend not in ("numba", "glmnet", "sklearn"):
+        msg = f"backend must be 'auto', 'numba', 'glmnet' or 'sklearn'; got {backend!r}"
         raise ValueError(msg)
     if backend == "glmnet" and not glmnet_available():
-        msg = "backend='glmnet' needs python-glmnet (`pip install python-glmnet`); use backend='sklearn'"
+        msg = "backend='glmnet' needs python-glmnet (`pip install python-glmnet`); use backend='numba' or 'sklearn'"
         raise ImportError(msg)
     return backend
 
@@ -171,7 +173,7 @@ def enet_path_fit(
     lambdas: NDArray[np.float64],
     *,
     alpha: float = 0.5,
-    backend: str = "glmnet",
+    backend: str = "numba",
     tol: float | None = None,
     max_iter: int = 100_000,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -185,12 +187,14 @@ def enet_path_fit(
     lambdas = np.asarray(lambdas, dtype=np.float64)
     if tol is None:
         tol = DEFAULT_TOL.get(backend, 1e-7)
+    if backend == "numba":
+        return _numba_path(X, y, lambdas, alpha, tol, max_iter)
     if backend == "glmnet":
         coef, icpt = _glmnet_path(X, y, lambdas, alpha, tol, max_iter)
     elif backend == "sklearn":
         coef, icpt = _sklearn_path(X, y, lambdas, alpha, tol, max_iter)
     else:
-        msg = f"enet_path_fit: backend must be 'glmnet' or 'sklearn'; got {backend!r}"
+        msg = f"enet_path_fit: backend must be 'numba', 'glmnet' or 'sklearn'; got {backend!r}"
         raise ValueError(msg)
     # round-off "entries" (|standardised coef| <= 1e-12 s.d.(y), e.g. at lambda_max) are zeros
     X = np.asarray(X, dtype=np.float64)
@@ -331,6 +335,110 @@ def _sklearn_path(X, y, lambdas, alpha, tol, max_iter):
     return coef, icpt
 
 
+@dataclass(frozen=True)
+class _Lockstep:
+    """What :func:`_lockstep_fit` returns: raw-scale held-out predictions and stored coefficients."""
+
+    pred: list[NDArray[np.float64]]  # per fit: (n_eval, L) predictions on the fit's eval rows
+    coef: list[NDArray[np.float64] | None]  # per fit: (p, L) raw-scale coefficients when stored
+    intercept: list[NDArray[np.float64] | None]  # per fit: (L,) when stored
+    failed: NDArray[np.bool_]  # per fit: max_iter exceeded
+
+
+def _lockstep_fit(
+    X: NDArray[np.float64],
+    y: NDArray[np.float64],
+    fits: Sequence[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], bool]],
+    alpha: float,
+    tol: float,
+    max_iter: int,
+) -> _Lockstep:
+    """Solve many paths on row subsets of one design with :func:`enet_cd.lockstep_paths`.
+
+    ``fits``: ``(fit_rows, eval_rows, lambdas, store)`` per fit, rows indexing ``X``/``y``.
+    Columns in perfect LD over all rows of ``X`` are merged once (they stay merged on any subset);
+    columns constant on a fit's rows are left out of that fit, as glmnet does.
+    """
+    from expredict.baselines.enet_cd import lockstep_paths
+
+    n, p = X.shape
+    F = len(fits)
+    L = max(len(f[2]) for f in fits)
+    rep, group, sign = _collapse_duplicates(X)
+    pu = len(rep)
+    k = np.bincount(group[group >= 0], minlength=pu).astype(np.float64)
+    Xu = X[:, rep]
+    W = np.zeros((F, n))
+    for c, (rows, *_rest) in enumerate(fits):
+        W[c, rows] = 1.0
+    n_fit = W.sum(axis=1)
+    shift = Xu.mean(axis=0) if n else np.zeros(pu)  # centre first: one-pass variances stay accurate
+    Xc = Xu - shift
+    xm_c = (W @ Xc) / n_fit[:, None]
+    var = (W @ (Xc * Xc)) / n_fit[:, None] - xm_c**2
+    scale = np.maximum(np.abs(Xc).max(axis=0), 1e-300) if n else np.ones(pu)
+    xs = np.where(var > 1e-12 * scale**2, np.sqrt(np.maximum(var, 0.0)), 0.0)
+    xm = xm_c + shift
+    ym = (W @ y) / n_fit
+    sy = np.sqrt(np.maximum((W @ (y * y)) / n_fit - ym**2, 0.0))
+    sy_safe = np.where(sy > 1e-12 * max(1.0, float(np.abs(y).max(initial=0.0))), sy, 0.0)
+    Yt = np.where(W > 0, (y[None, :] - ym[:, None]), 0.0) / np.where(sy_safe > 0, sy_safe, 1.0)[:, None]
+    Yt[sy_safe == 0] = 0.0
+    lam = np.zeros((F, L))
+    for c, f in enumerate(fits):
+        lam[c, : len(f[2])] = f[2]
+        lam[c, len(f[2]) :] = f[2][-1]
+    inv_sy = 1.0 / np.where(sy_safe > 0, sy_safe, 1.0)
+    lam1 = alpha * lam * inv_sy[:, None]
+    lam2 = (1.0 - alpha) * lam * inv_sy[:, None]
+    m = max(1, max(len(f[1]) for f in fits))
+    eval_rows = np.zeros((F, m), dtype=np.int64)
+    eval_n = np.zeros(F, dtype=np.int64)
+    store = np.full(F, -1, dtype=np.int64)
+    for c, (_, ev, _, keep) in enumerate(fits):
+        eval_rows[c, : len(ev)] = ev
+        eval_n[c] = len(ev)
+        if keep:
+            store[c] = int((store >= 0).sum())
+    pred, coef, passes = lockstep_paths(
+        np.ascontiguousarray(Xu.T), xm, xs, 1.0 / k, Yt, W, n_fit, lam1, lam2, eval_rows, eval_n, store,
+        float(tol), int(max_iter),
+    )  # fmt: skip
+    members = np.flatnonzero(group >= 0)
+    gm = group[members]
+    preds, coefs, icpts = [], [], []
+    for c, f in enumerate(fits):
+        nl = len(f[2])
+        preds.append(ym[c] + sy_safe[c] * pred[c, : eval_n[c], :nl])
+        if store[c] < 0:
+            coefs.append(None)
+            icpts.append(None)
+            continue
+        bs = coef[store[c], :, :nl]  # standardised, merged
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per = np.where(xs[c] > 0, sy_safe[c] / (k * np.where(xs[c] > 0, xs[c], 1.0)), 0.0)
+        full = np.zeros((p, nl))
+        full[members] = bs[gm] * (per[gm] * sign[members] * sign[rep][gm])[:, None]
+        # raw means of every original column on the fit's rows: members are rep or 2 - rep
+        xm_full = np.zeros(p)
+        xm_full[members] = np.where(sign[members] * sign[rep][gm] > 0, xm[c, gm], 2.0 - xm[c, gm])
+        coefs.append(full)
+        icpts.append(ym[c] - xm_full @ full)
+    return _Lockstep(preds, coefs, icpts, passes < 0)
+
+
+def _numba_path(X, y, lambdas, alpha, tol, max_iter):
+    """One path through :func:`_lockstep_fit` (a single fit on all rows, coefficients kept)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    rows = np.arange(len(y))
+    res = _lockstep_fit(X, y, [(rows, rows[:0], np.asarray(lambdas, dtype=np.float64), True)], alpha, tol, max_iter)
+    if res.failed[0]:
+        msg = f"numba elastic net: no convergence within max_iter={max_iter} passes"
+        raise RuntimeError(msg)
+    return res.coef[0], res.intercept[0]
+
+
 # --------------------------------------------------------------------------------------------
 # cross-validation
 
@@ -372,7 +480,7 @@ def cv_enet(
     alpha: float = 0.5,
     n_lambda: int = 100,
     lambdas: NDArray[np.float64] | None = None,
-    backend: str = "glmnet",
+    backend: str = "numba",
     tol: float | None = None,
     max_iter: int = 100_000,
 ) -> CVResult:
@@ -391,33 +499,107 @@ def cv_enet(
     backend : {"glmnet", "sklearn"}
         Path solver (resolve ``"auto"`` with :func:`resolve_backend` first).
     """
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    fold_ids = np.asarray(fold_ids)
-    if lambdas is None:
-        lambdas = lambda_path(X, y, alpha=alpha, n_lambda=n_lambda)
+    res = cv_enet_many(X, y, [(np.arange(len(y)), np.asarray(fold_ids))], alpha=alpha, n_lambda=n_lambda,
+                       lambdas=None if lambdas is None else [lambdas], backend=backend, tol=tol, max_iter=max_iter)  # fmt: skip
+    if res[0] is None:
+        msg = f"elastic net ({backend}): no convergence within max_iter={max_iter} passes"
+        raise RuntimeError(msg)
+    return res[0]
+
+
+def _cv_from_paths(
+    y: NDArray[np.float64],
+    fold_ids: NDArray[np.int64],
+    lambdas: NDArray[np.float64],
+    fold_preds: list[NDArray[np.float64]],
+    coef: NDArray[np.float64],
+    icpt: NDArray[np.float64],
+) -> CVResult:
+    """lambda.min and the refit at it from each fold's held-out predictions along the path."""
     folds = np.unique(fold_ids)
     fold_mse = np.empty((len(folds), len(lambdas)))
     preval = np.empty((len(y), len(lambdas)))
     sizes = np.empty(len(folds))
     for i, f in enumerate(folds):
         test = fold_ids == f
-        coef, icpt = enet_path_fit(
-            X[~test], y[~test], lambdas, alpha=alpha, backend=backend, tol=tol, max_iter=max_iter
-        )
-        active = np.flatnonzero(np.any(coef != 0, axis=1))  # a few hundred of p: cheap predictions
-        pred = X[np.ix_(test, active)] @ coef[active] + icpt
-        preval[test] = pred
-        fold_mse[i] = ((pred - y[test, None]) ** 2).mean(axis=0)
+        preval[test] = fold_preds[i]
+        fold_mse[i] = ((fold_preds[i] - y[test, None]) ** 2).mean(axis=0)
         sizes[i] = test.sum()
     cv_mse = (fold_mse * sizes[:, None]).sum(axis=0) / sizes.sum()
     best = int(np.argmin(cv_mse))  # first minimum = largest lambda among ties (R which.min)
-    coef, icpt = enet_path_fit(X, y, lambdas, alpha=alpha, backend=backend, tol=tol, max_iter=max_iter)
     return CVResult(
         lambdas=np.asarray(lambdas, dtype=np.float64), fold_ids=fold_ids.astype(np.int64), fold_mse=fold_mse,
         cv_mse=cv_mse, best_index=best, coef=coef[:, best].copy(), intercept=float(icpt[best]),
         nonzero_path=np.count_nonzero(coef, axis=0).astype(np.int64), oof_pred=preval[:, best].copy(),
     )  # fmt: skip
+
+
+def cv_enet_many(
+    X: NDArray[np.floating],
+    y: NDArray[np.floating],
+    problems: Sequence[tuple[NDArray[np.int64], NDArray[np.int64]]],
+    *,
+    alpha: float = 0.5,
+    n_lambda: int = 100,
+    lambdas: Sequence[NDArray[np.float64]] | None = None,
+    backend: str = "numba",
+    tol: float | None = None,
+    max_iter: int = 100_000,
+) -> list[CVResult | None]:
+    """Several :func:`cv_enet` problems on row subsets of one design, e.g. a gene's nested CV.
+
+    ``problems``: ``(rows, fold_ids)`` pairs, ``rows`` indexing ``X``/``y`` and ``fold_ids`` the
+    fold of each of those rows. Each problem gets its own lambda path (:func:`lambda_path` on its
+    rows, unless ``lambdas`` gives one per problem). The ``"numba"`` backend solves every fold
+    and refit of every problem in one lockstep pass (:mod:`expredict.baselines.enet_cd`); the
+    others fit them one by one. Returns a :class:`CVResult` per problem, or None where the solver
+    did not converge.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if tol is None:
+        tol = DEFAULT_TOL.get(backend, 1e-7)
+    paths = []
+    for q, (rows, _) in enumerate(problems):
+        lam = lambdas[q] if lambdas is not None else lambda_path(X[rows], y[rows], alpha=alpha, n_lambda=n_lambda)
+        paths.append(np.asarray(lam, dtype=np.float64))
+    out: list[CVResult | None] = []
+    if backend == "numba":
+        fits = []
+        for (rows, fids), lam in zip(problems, paths, strict=True):
+            rows, fids = np.asarray(rows), np.asarray(fids)
+            for f in np.unique(fids):
+                fits.append((rows[fids != f], rows[fids == f], lam, False))
+            fits.append((rows, rows[:0], lam, True))
+        res = _lockstep_fit(X, y, fits, alpha, tol, max_iter)
+        c = 0
+        for (rows, fids), lam in zip(problems, paths, strict=True):
+            nf = len(np.unique(fids))
+            sl = slice(c, c + nf + 1)
+            c += nf + 1
+            if res.failed[sl].any():
+                out.append(None)
+                continue
+            coef, icpt = res.coef[sl.stop - 1], res.intercept[sl.stop - 1]
+            out.append(_cv_from_paths(y[rows], np.asarray(fids), lam, res.pred[sl.start : sl.stop - 1], coef, icpt))
+        return out
+    for (rows, fids), lam in zip(problems, paths, strict=True):
+        rows, fids = np.asarray(rows), np.asarray(fids)
+        Xq, yq = X[rows], y[rows]
+        try:
+            preds = []
+            for f in np.unique(fids):
+                test = fids == f
+                coef, icpt = enet_path_fit(Xq[~test], yq[~test], lam, alpha=alpha, backend=backend, tol=tol,
+                                           max_iter=max_iter)  # fmt: skip
+                active = np.flatnonzero(np.any(coef != 0, axis=1))  # a few hundred of p: cheap predictions
+                preds.append(Xq[np.ix_(test, active)] @ coef[active] + icpt)
+            coef, icpt = enet_path_fit(Xq, yq, lam, alpha=alpha, backend=backend, tol=tol, max_iter=max_iter)
+        except RuntimeError:  # glmnet's fatal error flags
+            out.append(None)
+            continue
+        out.append(_cv_from_paths(yq, fids, lam, preds, coef, icpt))
+    return out
 
 
 def _r2(y: NDArray[np.float64], pred: NDArray[np.float64]) -> float:
@@ -457,6 +639,44 @@ def _combine(folds: list[tuple[float, float, float, float]]) -> dict[str, float]
     }  # fmt: skip
 
 
+def nested_fold_ids(
+    n: int, n_outer: int, n_inner: int, rng: np.random.Generator
+) -> tuple[NDArray[np.int64], list[NDArray[np.int64]]]:
+    """PredictDB's nested folds: outer ids over ``n`` rows, then inner ids over each outer
+    training set (drawn in that order from ``rng``)."""
+    outer = make_fold_ids(n, n_outer, rng)
+    return outer, [make_fold_ids(int((outer != f).sum()), n_inner, rng) for f in range(n_outer)]
+
+
+def _nested_problems(outer: NDArray[np.int64], inners: list[NDArray[np.int64]]) -> list[tuple]:
+    rows = np.arange(len(outer))
+    return [(rows[outer != f], inner) for f, inner in enumerate(inners)]
+
+
+def _nested_summary(
+    X: NDArray[np.float64],
+    y: NDArray[np.float64],
+    outer: NDArray[np.int64],
+    cvs: Sequence[CVResult | None],
+    rng: np.random.Generator,
+) -> dict[str, float]:
+    """Score each outer fold's inner-CV model on its held-out rows and combine (PredictDB)."""
+    folds = []
+    for f, cv in enumerate(cvs):
+        test = outer == f
+        if cv is None:  # solver failure: predict the training mean, as PredictDB does on glmnet errors
+            pred = np.full(int(test.sum()), float(y[~test].mean()))
+        else:
+            pred = X[test] @ cv.coef + cv.intercept
+        folds.append(_fold_stats(y[test], pred, rng))
+    c = _combine(folds)
+    return {
+        "test_R2_avg": c["R2_avg"], "test_R2_sd": c["R2_sd"], "nested_cv_fisher_pval": c["fisher_pval"],
+        "rho_avg": c["rho_avg"], "rho_se": c["rho_se"], "rho_zscore": c["zscore"],
+        "rho_avg_squared": c["rho_avg_squared"], "zscore_pval": c["zscore_pval"],
+    }  # fmt: skip
+
+
 def nested_cv_performance(
     X: NDArray[np.floating],
     y: NDArray[np.floating],
@@ -466,7 +686,7 @@ def nested_cv_performance(
     n_outer: int = 5,
     n_inner: int = 10,
     n_lambda: int = 100,
-    backend: str = "glmnet",
+    backend: str = "numba",
     tol: float | None = None,
 ) -> dict[str, float]:
     """PredictDB ``nested_cv_elastic_net_perf``: outer folds test a model tuned by inner CV.
@@ -479,23 +699,10 @@ def nested_cv_performance(
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    outer = make_fold_ids(len(y), n_outer, rng)
-    folds = []
-    for f in range(n_outer):
-        test = outer == f
-        inner = make_fold_ids(int((~test).sum()), n_inner, rng)
-        try:
-            cv = cv_enet(X[~test], y[~test], fold_ids=inner, alpha=alpha, n_lambda=n_lambda, backend=backend, tol=tol)
-            pred = X[test] @ cv.coef + cv.intercept
-        except (RuntimeError, ValueError):  # glmnet error flag: predict the training mean, as PredictDB
-            pred = np.full(int(test.sum()), float(y[~test].mean()))
-        folds.append(_fold_stats(y[test], pred, rng))
-    c = _combine(folds)
-    return {
-        "test_R2_avg": c["R2_avg"], "test_R2_sd": c["R2_sd"], "nested_cv_fisher_pval": c["fisher_pval"],
-        "rho_avg": c["rho_avg"], "rho_se": c["rho_se"], "rho_zscore": c["zscore"],
-        "rho_avg_squared": c["rho_avg_squared"], "zscore_pval": c["zscore_pval"],
-    }  # fmt: skip
+    outer, inners = nested_fold_ids(len(y), n_outer, n_inner, rng)
+    cvs = cv_enet_many(X, y, _nested_problems(outer, inners), alpha=alpha, n_lambda=n_lambda, backend=backend,
+                       tol=tol)  # fmt: skip
+    return _nested_summary(X, y, outer, cvs, rng)
 
 
 def _cv_summary(cv: CVResult, y: NDArray[np.float64], rng: np.random.Generator) -> dict[str, float]:
@@ -900,15 +1107,21 @@ def fit_enet_gene(
     if len(y) < max(cfg.min_train, cfg.n_folds, cfg.n_outer_folds * 2):
         return skipped(f"too few training individuals ({len(y)})", feats.dosages.shape[1])
     X = feats.dosages[train_idx]
-    try:
-        if cfg.nested_cv:
-            summary.update(nested_cv_performance(X, y, rng=rng, alpha=cfg.alpha, n_outer=cfg.n_outer_folds,
-                                                 n_inner=cfg.n_folds, n_lambda=cfg.n_lambda, backend=backend,
-                                                 tol=cfg.tol))  # fmt: skip
-        folds = make_fold_ids(len(y), cfg.n_folds, rng)
-        cv = cv_enet(X, y, fold_ids=folds, alpha=cfg.alpha, n_lambda=cfg.n_lambda, backend=backend, tol=cfg.tol)
-    except (RuntimeError, ValueError) as e:  # glmnet's fatal error flags
+    problems: list[tuple] = []
+    if cfg.nested_cv:
+        outer, inners = nested_fold_ids(len(y), cfg.n_outer_folds, cfg.n_folds, rng)
+        problems = _nested_problems(outer, inners)
+    folds = make_fold_ids(len(y), cfg.n_folds, rng)
+    problems.append((np.arange(len(y)), folds))
+    try:  # every CV of the gene at once: the numba backend solves them in one lockstep pass
+        cvs = cv_enet_many(X, y, problems, alpha=cfg.alpha, n_lambda=cfg.n_lambda, backend=backend, tol=cfg.tol)
+    except (RuntimeError, ValueError) as e:
         return skipped(f"solver failed: {e}", feats.dosages.shape[1])
+    cv = cvs[-1]
+    if cv is None:
+        return skipped("solver failed: no convergence", feats.dosages.shape[1])
+    if cfg.nested_cv:
+        summary.update(_nested_summary(X, y, outer, cvs[:-1], rng))
     summary.update(_cv_summary(cv, y, rng))
     summary.update(n_snps_in_model=cv.n_nonzero, lambda_min_mse=cv.lambda_min,
                    in_sample_R2=_r2(y, X @ cv.coef + cv.intercept), status="ok")  # fmt: skip

@@ -16,11 +16,14 @@ from expredict.baselines.enet import (
     cis_features,
     cis_window,
     cv_enet,
+    cv_enet_many,
+    enet_path_fit,
     fit_enet_gene,
     fit_enet_genes,
     glmnet_available,
     lambda_path,
     make_fold_ids,
+    nested_fold_ids,
     prepare_targets,
     slice_genotypes,
 )
@@ -93,19 +96,70 @@ def _xy(n: int, p: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize(("n", "p", "dup"), [(200, 80, False), (150, 300, False), (150, 100, True)])
 def test_backends_agree_on_same_path_and_folds(n: int, p: int, dup: bool) -> None:
     X, y = _xy(n, p)
-    if dup:  # perfect LD, same and opposite coding: glmnet collapses them, sklearn does not
+    if dup:  # perfect LD, same and opposite coding: glmnet and numba collapse them, sklearn does not
         X = np.hstack([X, X[:, :30], 2 - X[:, 10:40]])
-    fits = {b: PrediXcanElasticNet(backend=b, random_state=3).fit(X, y) for b in ("glmnet", "sklearn")}
-    a, s = fits["glmnet"], fits["sklearn"]
-    np.testing.assert_array_equal(a.lambda_path_, s.lambda_path_)
-    np.testing.assert_array_equal(a.fold_ids_, s.fold_ids_)
-    assert a.lambda_ == s.lambda_
-    assert np.count_nonzero(a.coef_) == np.count_nonzero(s.coef_) > 0
+    fits = {b: PrediXcanElasticNet(backend=b, random_state=3).fit(X, y) for b in ("glmnet", "sklearn", "numba")}
+    a = fits["glmnet"]
+    for other in ("sklearn", "numba"):
+        s = fits[other]
+        np.testing.assert_array_equal(a.lambda_path_, s.lambda_path_)
+        np.testing.assert_array_equal(a.fold_ids_, s.fold_ids_)
+        assert a.lambda_ == s.lambda_, other
+        assert np.count_nonzero(a.coef_) == np.count_nonzero(s.coef_) > 0
+        np.testing.assert_allclose(a.coef_, s.coef_, atol=1e-3)
+        np.testing.assert_allclose(a.predict(X), s.predict(X), atol=1e-3)
     cv_r2 = {b: 1 - f.cv_mse_[np.argmin(f.cv_mse_)] / np.mean(y**2) for b, f in fits.items()}
     assert cv_r2["glmnet"] == pytest.approx(cv_r2["sklearn"], abs=1e-3)
+    assert cv_r2["glmnet"] == pytest.approx(cv_r2["numba"], abs=1e-4)
     assert cv_r2["glmnet"] > 0.15  # the planted signal is found
-    np.testing.assert_allclose(a.coef_, s.coef_, atol=1e-3)
-    np.testing.assert_allclose(a.predict(X), s.predict(X), atol=1e-3)
+    # same CV curve; both stop coordinate descent at glmnet's thresh, so the far end agrees less tightly
+    head = slice(0, int(np.argmin(a.cv_mse_)) + 10)
+    np.testing.assert_allclose(a.cv_mse_[head], fits["numba"].cv_mse_[head], rtol=5e-4)
+    np.testing.assert_allclose(a.cv_mse_, fits["numba"].cv_mse_, rtol=1e-2)
+
+
+def _kkt_gap(X: np.ndarray, y: np.ndarray, coef: np.ndarray, icpt: float, lam: float, alpha: float = 0.5) -> float:
+    """Largest violation of the elastic-net optimality conditions, in glmnet's standardised units."""
+    xm, xs, sy = X.mean(0), X.std(0), y.std()
+    Z = (X - xm) / xs
+    b = coef * xs / sy  # standardised coefficients
+    r = (y - X @ coef - icpt) / sy
+    g = Z.T @ r / len(y) - lam / sy * (1 - alpha) * b  # gradient of the smooth part
+    l1 = lam / sy * alpha
+    zero = b == 0
+    return float(max(np.max(np.abs(g[zero]) - l1, initial=0.0),
+                     np.max(np.abs(g[~zero] - l1 * np.sign(b[~zero])), initial=0.0)))  # fmt: skip
+
+
+@pytest.mark.parametrize(("n", "p"), [(120, 40), (90, 400)])
+def test_numba_path_satisfies_kkt_conditions(n: int, p: int) -> None:
+    X, y = _xy(n, p, seed=7)
+    X = np.hstack([X, X[:, :10], 2 - X[:, 5:15]])  # LD copies: the equal split must be optimal too
+    lam = lambda_path(X, y)
+    coef, icpt = enet_path_fit(X, y, lam, backend="numba", tol=1e-12)
+    for k in (0, 10, 40, 99):
+        assert _kkt_gap(X, y, coef[:, k], icpt[k], lam[k]) < 1e-5, k
+    # SNPs in perfect LD share the weight equally (opposite coding: opposite sign)
+    np.testing.assert_allclose(coef[:10, 60], coef[p : p + 10, 60], atol=1e-10)
+    np.testing.assert_allclose(coef[5:15, 60], -coef[p + 10 :, 60], atol=1e-10)
+    assert np.count_nonzero(coef[:, 0]) == 0 and np.count_nonzero(coef[:, -1]) > 10
+
+
+def test_lockstep_nested_cv_equals_problem_by_problem() -> None:
+    """Solving a gene's 6 CV problems (66 fits) in one lockstep pass changes nothing."""
+    X, y = _xy(110, 150, seed=11)
+    rng = np.random.default_rng(2)
+    outer, inners = nested_fold_ids(len(y), 5, 10, rng)
+    rows = np.arange(len(y))
+    problems = [(rows[outer != f], inner) for f, inner in enumerate(inners)]
+    problems.append((rows, make_fold_ids(len(y), 10, rng)))
+    # converged tightly: SNPs merged over all rows vs over each subset is the same optimum
+    together = cv_enet_many(X, y, problems, backend="numba", tol=1e-14)
+    for (r, fids), cv in zip(problems, together, strict=True):
+        alone = cv_enet(X[r], y[r], fold_ids=fids, backend="numba", tol=1e-14)
+        assert cv is not None and cv.best_index == alone.best_index
+        np.testing.assert_allclose(cv.cv_mse, alone.cv_mse, rtol=1e-5)
+        np.testing.assert_allclose(cv.coef, alone.coef, atol=1e-6)
 
 
 @needs_glmnet
