@@ -430,7 +430,8 @@ _CLASS_CAPTION = (
 
 
 def _by_class_table(summary: pl.DataFrame, class_cols: Sequence[str]) -> pl.DataFrame:
-    """Long table method x gene class (n_scored, mean_r) from summarize_methods' class columns."""
+    """Long table method x gene class (n_scored, mean_r) from summarize_methods' class columns;
+    only pairs with at least one scored gene."""
     classes = [c[len("mean_r[") : -1] for c in class_cols if c.startswith("mean_r[")]
     rows = [
         (m, c, int(rec[f"n_scored[{c}]"]), float(rec[f"mean_r[{c}]"]))
@@ -439,7 +440,8 @@ def _by_class_table(summary: pl.DataFrame, class_cols: Sequence[str]) -> pl.Data
         for c in classes
     ]
     schema = {"method": pl.String, "gene_class": pl.String, "n_scored": pl.Int64, "mean_r": pl.Float64}
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    # methods without gene classes (all but the multi-gene head) score nothing per class: no rows
+    return pl.DataFrame(rows, schema=schema, orient="row").filter(pl.col("n_scored") > 0)
 
 
 def _banner_text(random_weight_methods: Sequence[str]) -> str:

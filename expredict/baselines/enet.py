@@ -26,12 +26,16 @@ Recipe (science.md §2.1; PredictDB ``gtex_v7_nested_cv_elnet.R``):
 - **Nested CV** (5 outer x 10 inner) and the final model's CV give the 24-column model summary
   (:data:`SUMMARY_COLUMNS`). ``R2`` is PredictDB's ``1 - RSS / sum(y^2)`` on scaled targets.
 
-Backends: ``"glmnet"`` (python-glmnet, the glmnet Fortran core, through
-``glmnet.ElasticNet(lambda_path=..., n_splits=0)``; columns in perfect LD are collapsed exactly,
-see :func:`_glmnet_path`) and ``"sklearn"`` (``enet_path`` inside a glmnet-style strong-rule
-working set with a KKT check on every feature); ``"auto"`` picks glmnet when it imports. Both
-get the same path and folds; CV, lambda.min and all statistics are computed here, not by the
-backend (python-glmnet's own CV would use the 1-SE rule, R2 and 3 folds by default).
+Backends, all given the same path and folds: ``"numba"`` (glmnet's coordinate descent, covariance
+updates, sequential strong rules and KKT checks, in numba; a gene's 66 nested-CV fits run in lockstep
+so one BLAS product checks all of them at once: :mod:`expredict.baselines.enet_cd`), ``"glmnet"``
+(python-glmnet, the glmnet Fortran core, through ``glmnet.ElasticNet(lambda_path=..., n_splits=0)``)
+and ``"sklearn"`` (``enet_path`` inside a glmnet-style strong-rule working set with a KKT check on
+every feature). ``"auto"`` is ``"numba"``: same lambda.min as glmnet on the demo genes at about half
+the time (benchmarks/RESULTS.md); glmnet and scikit-learn stay as references. numba and glmnet
+merge SNPs in perfect LD exactly (see :func:`_glmnet_path`). CV, lambda.min and all statistics are
+computed here, not by the backend (python-glmnet's own CV would use the 1-SE rule, R2 and 3 folds
+by default).
 """
 
 from __future__ import annotations
@@ -409,7 +413,7 @@ def _lockstep_fit(
     preds, coefs, icpts = [], [], []
     for c, f in enumerate(fits):
         nl = len(f[2])
-        preds.append(ym[c] + sy_safe[c] * pred[c, : eval_n[c], :nl])
+        preds.append(ym[c] + sy_safe[c] * pred[c, :nl, : eval_n[c]].T)
         if store[c] < 0:
             coefs.append(None)
             icpts.append(None)

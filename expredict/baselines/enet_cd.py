@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from numba.typed import List
 from numpy.typing import NDArray
 
 __all__ = ["lockstep_paths"]
@@ -59,161 +60,139 @@ def _cd_pass(G, g, b, l2w, lam1, lam2, m) -> float:
 
 
 @nb.njit(cache=True, nogil=True)
-def _solve(c, ws_idx, ws_n, Gm, grad, B, kinv, lam1, lam2, thresh, max_passes) -> int:
-    """glmnet's loop for fit ``c``: sweep the working set, iterate its non-zero subset to
-    convergence, repeat until a sweep changes nothing. Returns the passes used (-1: too many).
+def _swap(Gc, g, b, l2w, ws, pos, Xo, a, e):
+    """Exchange working-set positions ``a`` and ``e`` of one fit (Gram rows and columns too)."""
+    for t in range(Gc.shape[0]):
+        Gc[a, t], Gc[e, t] = Gc[e, t], Gc[a, t]
+    for t in range(Gc.shape[0]):
+        Gc[t, a], Gc[t, e] = Gc[t, e], Gc[t, a]
+    g[a], g[e] = g[e], g[a]
+    b[a], b[e] = b[e], b[a]
+    l2w[a], l2w[e] = l2w[e], l2w[a]
+    for t in range(Xo.shape[1]):
+        Xo[a, t], Xo[e, t] = Xo[e, t], Xo[a, t]
+    ws[a], ws[e] = ws[e], ws[a]
+    pos[ws[a]] = a
+    pos[ws[e]] = e
 
-    The inner loop runs on a compact copy of the active Gram block (fewer gradients to update,
-    better cache use); the working set's other gradients catch up once it has converged.
+
+@nb.njit(cache=True, nogil=True)
+def _solve(Gc, g, Bc, ws, m, front, pos, Xo, kinv, lam1, lam2, thresh, max_passes):
+    """glmnet's loop for one fit: sweep the working set ``ws[:m]`` (Gram ``Gc``, gradients ``g``),
+    iterate its non-zero subset to convergence, repeat until a sweep changes nothing.
+
+    Variables that have ever been non-zero are kept at the front of the working set
+    (``ws[:front]``), so the inner loop runs on the contiguous block ``Gc[:front, :front]`` and
+    only updates those gradients; the others catch up once it has converged. Returns
+    ``(passes, front)``; passes is -1 when more than ``max_passes`` were needed.
     """
-    m = ws_n[c]
-    Gc = Gm[c]
-    g = grad[c]
     b = np.empty(m)
     l2w = np.empty(m)
     for a in range(m):
-        b[a] = B[c, ws_idx[c, a]]
-        l2w[a] = kinv[ws_idx[c, a]]
+        b[a] = Bc[ws[a]]
+        l2w[a] = kinv[ws[a]]
     passes = 0
+    b0 = np.empty(m)
     while True:
         dlx = _cd_pass(Gc, g, b, l2w, lam1, lam2, m)
         passes += 1
         if dlx < thresh:
             break
-        na = 0
-        act = np.empty(m, dtype=np.int64)
-        for a in range(m):
+        for a in range(front, m):  # newly non-zero variables join the front block
             if b[a] != 0.0:
-                act[na] = a
-                na += 1
-        GA = np.empty((na, na))
-        gA = np.empty(na)
-        bA = np.empty(na)
-        lA = np.empty(na)
+                if a != front:
+                    _swap(Gc, g, b, l2w, ws, pos, Xo, a, front)
+                front += 1
+        na = front
         for t in range(na):
-            gA[t] = g[act[t]]
-            bA[t] = b[act[t]]
-            lA[t] = l2w[act[t]]
-            for u in range(na):
-                GA[t, u] = Gc[act[t], act[u]]
+            b0[t] = b[t]
         while True:
-            dlx = _cd_pass(GA, gA, bA, lA, lam1, lam2, na)
+            dlx = _cd_pass(Gc, g, b, l2w, lam1, lam2, na)
             passes += 1
             if passes > max_passes:
-                return -1
+                return -1, front
             if dlx < thresh:
                 break
-        for t in range(na):
-            d = bA[t] - b[act[t]]
+        for t in range(na):  # the rest of the working set catches up with the inner loop's changes
+            d = b[t] - b0[t]
             if d != 0.0:
-                col = Gc[act[t]]
-                for e in range(m):
+                col = Gc[t]
+                for e in range(na, m):
                     g[e] -= col[e] * d
-                b[act[t]] = bA[t]
     for a in range(m):
-        B[c, ws_idx[c, a]] = b[a]
-    return passes
+        Bc[ws[a]] = b[a]
+    return passes, front
 
 
 @nb.njit(cache=True, nogil=True)
-def _grow2(A, need):
-    """``A`` (float64[F, cap, cap] or float64[cap, cap]) reallocated to hold ``need`` entries."""
-    cap = A.shape[-1]
-    new = max(need, 2 * cap)
-    if A.ndim == 3:
-        B3 = np.zeros((A.shape[0], new, new))
-        B3[:, :cap, :cap] = A
-        return B3
-    B2 = np.zeros((new, new))
-    B2[:cap, :cap] = A
-    return B2
-
-
-@nb.njit(cache=True, nogil=True)
-def _grow1(A, need):
-    """``A`` (2-D, growing along axis 0... or axis 1 for per-fit rows) reallocated to ``need`` rows."""
+def _grow_square(A, need):
+    """Square ``A`` reallocated (x1.5) to hold at least ``need`` rows and columns."""
     cap = A.shape[0]
-    new = max(need, 2 * cap)
+    new = max(need, cap + cap // 2 + 1)
+    B = np.zeros((new, new))
+    B[:cap, :cap] = A
+    return B
+
+
+@nb.njit(cache=True, nogil=True)
+def _grow_rows(A, need):
+    """``A`` reallocated (x1.5) to hold at least ``need`` rows."""
+    cap = A.shape[0]
+    new = max(need, cap + cap // 2 + 1)
     B = np.zeros((new, A.shape[1]))
     B[:cap] = A
     return B
 
 
-@nb.njit(cache=True, nogil=True)
-def _grow_fits(Gm, grad, WO, need):
-    """Per-fit working-set buffers reallocated to hold ``need`` variables."""
-    F, cap, _ = Gm.shape
-    new = max(need, 2 * cap)
-    G2 = np.zeros((F, new, new))
-    G2[:, :cap, :cap] = Gm
-    g2 = np.zeros((F, new))
-    g2[:, :cap] = grad
-    W2 = np.zeros((F, new, WO.shape[2]))
-    W2[:, :cap] = WO
-    return G2, g2, W2
-
-
-@nb.njit(cache=True, nogil=True)
-def _admit(c, j, XT, ws_idx, ws_n, pos, out_rows, out_n, WO):
-    """Add variable ``j`` to fit ``c``'s working set (with its left-out rows' dosages)."""
-    a = ws_n[c]
-    pos[c, j] = a
-    ws_idx[c, a] = j
-    ws_n[c] = a + 1
-    for t in range(out_n[c]):
-        WO[c, a, t] = XT[j, out_rows[c, t]]
-
-
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def _fit_gram(c, first, ws_idx, ws_n, upos, S, WO, xm, xs, n_fit, Gm):
-    """Gram rows/columns of fit ``c``'s working-set positions ``first..ws_n[c]-1``.
+def _fit_gram(first, m, ws, upos, S, Xo, xm, xs, nc, Gc):
+    """Gram rows/columns of one fit's working-set positions ``first..m-1``.
 
-    From the shared raw Gram ``S`` over all rows: subtract the fit's left-out rows (``WO[c]``,
-    their dosages in working-set order), centre and scale with the fit's means and s.d.s
+    From the shared raw Gram ``S`` over all rows: subtract the fit's left-out rows (``Xo``, their
+    dosages in working-set order), centre and scale with the fit's means and s.d.s
     (``G = (S - X_out'X_out - n m m') / (n s s')``).
     """
-    m = ws_n[c]
-    nc = n_fit[c]
-    Xo = WO[c]
     no = Xo.shape[1]
     for a in range(first, m):
-        j = ws_idx[c, a]
-        uj = upos[j]
+        j = ws[a]
+        Su = S[upos[j]]
         xj = Xo[a]
-        mj = xm[c, j]
-        sj = xs[c, j]
+        mj = xm[j]
+        sj = xs[j]
         for e in range(a + 1):
-            l = ws_idx[c, e]
+            l = ws[e]
             xl = Xo[e]
             acc = 0.0
             for t in range(no):
                 acc += xj[t] * xl[t]
-            v = (S[uj, upos[l]] - acc - nc * mj * xm[c, l]) / (nc * sj * xs[c, l])
-            Gm[c, a, e] = v
-            Gm[c, e, a] = v
+            v = (Su[upos[l]] - acc - nc * mj * xm[l]) / (nc * sj * xs[l])
+            Gc[a, e] = v
+            Gc[e, a] = v
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def _residual(c, ws_idx, ws_n, B, XT, xm, xs, Yt, W, R):
-    """``R[c] = W[c] * (y~ - sum_j z_j b_j)`` over the fit's non-zero coefficients."""
+def _residual(ws, m, Bc, XT, xm, xs, yt, w, r, ev, n_ev, pred):
+    """``r = w * (y~ - sum_j z_j b_j)`` over one fit's non-zero coefficients, and the standardised
+    predictions ``sum_j z_ij b_j`` at its held-out rows ``ev[:n_ev]`` (where ``y~ = 0``)."""
     n = XT.shape[1]
-    r = np.empty(n)
+    tmp = np.empty(n)
     shift = 0.0
     for i in range(n):
-        r[i] = Yt[c, i]
-    for a in range(ws_n[c]):
-        j = ws_idx[c, a]
-        b = B[c, j]
+        tmp[i] = yt[i]
+    for a in range(m):
+        j = ws[a]
+        b = Bc[j]
         if b == 0.0:
             continue
-        f = b / xs[c, j]
-        shift += xm[c, j] * f
+        f = b / xs[j]
+        shift += xm[j] * f
         x = XT[j]
         for i in range(n):
-            r[i] -= x[i] * f
-    w = W[c]
+            tmp[i] -= x[i] * f
     for i in range(n):
-        R[c, i] = w[i] * (r[i] + shift)
+        r[i] = w[i] * (tmp[i] + shift)
+    for e in range(n_ev):
+        pred[e] = -(tmp[ev[e]] + shift)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -258,7 +237,7 @@ def lockstep_paths(
 
     Returns
     -------
-    pred : float64[F, m, L]
+    pred : float64[F, L, m]
         Standardised predictions ``sum_j z_ij b_j`` at ``eval_rows`` (row standardisation of the
         fit), for every lambda.
     coef : float64[n_store, p, L]
@@ -272,21 +251,26 @@ def lockstep_paths(
     for c in range(F):
         if store[c] >= 0:
             n_store += 1
-    # rows each fit leaves out: its Gram is the shared one minus theirs
-    out_rows = np.zeros((F, n), dtype=np.int64)
-    out_n = np.zeros(F, dtype=np.int64)
+    # 1 / (n_c s_jc): turns x_j . r_c into the standardised gradient (0 for SNPs constant in the fit)
+    inv = np.zeros((F, p))
     for c in range(F):
-        for i in range(n):
-            if W[c, i] == 0.0:
-                out_rows[c, out_n[c]] = i
-                out_n[c] += 1
-    max_out = max(1, out_n.max())
-    cap = min(p, 128)
-    Gm = np.zeros((F, cap, cap))
-    grad = np.zeros((F, cap))
-    WO = np.zeros((F, cap, max_out))  # left-out rows' dosages of each working-set variable
+        for j in range(p):
+            if xs[c, j] > 0.0:
+                inv[c, j] = 1.0 / (n_fit[c] * xs[c, j])
+    # per fit: rows left out (its Gram is the shared one minus theirs), Gram, gradients, their dosages
+    out_rows = List()
+    Gl = List()
+    gl = List()
+    XOl = List()
+    cap0 = min(p, 64)
+    for c in range(F):
+        rows = np.flatnonzero(W[c] == 0.0)
+        out_rows.append(rows)
+        Gl.append(np.zeros((cap0, cap0)))
+        gl.append(np.zeros(cap0))
+        XOl.append(np.zeros((cap0, max(1, len(rows)))))
     ucap = min(p, 256)
-    S = np.zeros((ucap, ucap))  # raw Gram of the union of working sets, all rows
+    S = np.zeros((ucap, ucap))  # raw Gram of the union of working sets over all rows
     XU = np.zeros((ucap, n))  # raw rows of the union, in union order
     upos = np.full(p, -1, dtype=np.int64)
     u_n = 0
@@ -296,34 +280,29 @@ def lockstep_paths(
     ws_idx = np.zeros((F, p), dtype=np.int64)
     ws_n = np.zeros(F, dtype=np.int64)
     passes = np.zeros(F, dtype=np.int64)
-    pred = np.zeros((F, eval_rows.shape[1], L))
+    pred = np.zeros((F, L, eval_rows.shape[1]))
     coef = np.zeros((n_store, p, L))
-    G = np.dot(XT, R.T)  # (p, F): x_j . r_c = n_c s_jc * gradient (r_c sums to 0 on the fit's rows)
+    G = np.dot(R, XT.T)  # (F, p): x_j . r_c (r_c sums to 0 on the fit's rows)
     todo = np.ones(F, dtype=np.bool_)
     first = np.zeros(F, dtype=np.int64)
+    front = np.zeros(F, dtype=np.int64)  # working-set positions [0, front) hold ever-non-zero SNPs
     for k in range(L):
         u_first = u_n
         for c in range(F):
-            # sequential strong rule: |grad_j| > alpha (2 lambda_k - lambda_{k-1}) joins the working set
-            prev = lam1[c, k - 1] if k > 0 else lam1[c, 0]
-            cut = 2.0 * lam1[c, k] - prev
             first[c] = ws_n[c]
-            for j in range(p):
-                if pos[c, j] < 0 and xs[c, j] > 0.0 and abs(G[j, c]) / (n_fit[c] * xs[c, j]) > cut:
-                    if ws_n[c] >= Gm.shape[1]:
-                        Gm, grad, WO = _grow_fits(Gm, grad, WO, ws_n[c] + 1)
-                    if upos[j] < 0:
-                        if u_n >= XU.shape[0]:
-                            XU = _grow1(XU, u_n + 1)
-                        upos[j] = u_n
-                        XU[u_n] = XT[j]
-                        u_n += 1
-                    _admit(c, j, XT, ws_idx, ws_n, pos, out_rows, out_n, WO)
             todo[c] = True
+            # sequential strong rule: |grad_j| > alpha (2 lambda_k - lambda_{k-1}) joins the working set
+            cut = 2.0 * lam1[c, k] - (lam1[c, k - 1] if k > 0 else lam1[c, 0])
+            Gr = G[c]
+            ir = inv[c]
+            pr = pos[c]
+            for j in range(p):
+                if abs(Gr[j]) * ir[j] > cut and pr[j] < 0 and ir[j] > 0.0:
+                    u_n, XU = _admit(c, j, XT, ws_idx, ws_n, pos, out_rows, Gl, gl, XOl, upos, u_n, XU)
         while True:
-            if u_n > u_first:  # shared raw Gram of the new union members (one BLAS call for all fits)
+            if u_n > u_first:  # shared raw Gram of the new union members: one BLAS call for all fits
                 if u_n > S.shape[0]:
-                    S = _grow2(S, u_n)
+                    S = _grow_square(S, u_n)
                 blk = np.dot(XU[u_first:u_n], XU[:u_n].T)
                 for a in range(u_first, u_n):
                     for e in range(u_n):
@@ -333,15 +312,18 @@ def lockstep_paths(
             for c in range(F):
                 if not todo[c] or passes[c] < 0:
                     continue
-                _fit_gram(c, first[c], ws_idx, ws_n, upos, S, WO, xm, xs, n_fit, Gm)
-                for a in range(ws_n[c]):  # exact gradients from the last residual
-                    j = ws_idx[c, a]
-                    grad[c, a] = G[j, c] / (n_fit[c] * xs[c, j])
-                used = _solve(c, ws_idx, ws_n, Gm, grad, B, kinv, lam1[c, k], lam2[c, k], thresh,
-                              max_passes - passes[c])  # fmt: skip
+                m = ws_n[c]
+                ws = ws_idx[c]
+                Gc = Gl[c]
+                g = gl[c]
+                _fit_gram(first[c], m, ws, upos, S, XOl[c], xm[c], xs[c], n_fit[c], Gc)
+                for a in range(m):  # exact gradients from the last residual
+                    g[a] = G[c, ws[a]] * inv[c, ws[a]]
+                used, front[c] = _solve(Gc, g, B[c], ws, m, front[c], pos[c], XOl[c], kinv, lam1[c, k], lam2[c, k],
+                                        thresh, max_passes - passes[c])  # fmt: skip
                 passes[c] = -1 if used < 0 else passes[c] + used
-                _residual(c, ws_idx, ws_n, B, XT, xm, xs, Yt, W, R)
-            G = np.dot(XT, R.T)
+                _residual(ws, m, B[c], XT, xm[c], xs[c], Yt[c], W[c], R[c], eval_rows[c], eval_n[c], pred[c, k])
+            G = np.dot(R, XT.T)
             # KKT check on every variable outside the working set
             any_viol = False
             for c in range(F):
@@ -350,32 +332,48 @@ def lockstep_paths(
                 if passes[c] < 0:
                     continue
                 lim = lam1[c, k] * (1.0 + 1e-9)
+                Gr = G[c]
+                ir = inv[c]
+                pr = pos[c]
                 for j in range(p):
-                    if pos[c, j] < 0 and xs[c, j] > 0.0 and abs(G[j, c]) / (n_fit[c] * xs[c, j]) > lim:
-                        if ws_n[c] >= Gm.shape[1]:
-                            Gm, grad, WO = _grow_fits(Gm, grad, WO, ws_n[c] + 1)
-                        if upos[j] < 0:
-                            if u_n >= XU.shape[0]:
-                                XU = _grow1(XU, u_n + 1)
-                            upos[j] = u_n
-                            XU[u_n] = XT[j]
-                            u_n += 1
-                        _admit(c, j, XT, ws_idx, ws_n, pos, out_rows, out_n, WO)
+                    if abs(Gr[j]) * ir[j] > lim and pr[j] < 0 and ir[j] > 0.0:
+                        u_n, XU = _admit(c, j, XT, ws_idx, ws_n, pos, out_rows, Gl, gl, XOl, upos, u_n, XU)
                         todo[c] = True
                         any_viol = True
             if not any_viol:
                 break
         for c in range(F):
-            for t in range(ws_n[c]):
-                j = ws_idx[c, t]
-                b = B[c, j]
-                if b == 0.0:
-                    continue
-                f = b / xs[c, j]
-                mm = xm[c, j]
+            if store[c] >= 0:
+                for t in range(ws_n[c]):
+                    coef[store[c], ws_idx[c, t], k] = B[c, ws_idx[c, t]]
+            if k + 1 < L:  # fits that need no work at the next lambda still carry their predictions
                 for e in range(eval_n[c]):
-                    i = eval_rows[c, e]
-                    pred[c, e, k] += (XT[j, i] - mm) * f
-                if store[c] >= 0:
-                    coef[store[c], j, k] = b
+                    pred[c, k + 1, e] = pred[c, k, e]
     return pred, coef, passes
+
+
+@nb.njit(cache=True, nogil=True)
+def _admit(c, j, XT, ws_idx, ws_n, pos, out_rows, Gl, gl, XOl, upos, u_n, XU):
+    """Add SNP ``j`` to fit ``c``'s working set (growing that fit's buffers when full) and to the
+    union of working sets; returns the new union size and buffer."""
+    a = ws_n[c]
+    if a >= Gl[c].shape[0]:
+        Gl[c] = _grow_square(Gl[c], a + 1)
+        g2 = np.zeros(Gl[c].shape[0])
+        g2[:a] = gl[c][:a]
+        gl[c] = g2
+        XOl[c] = _grow_rows(XOl[c], a + 1)
+    pos[c, j] = a
+    ws_idx[c, a] = j
+    ws_n[c] = a + 1
+    orow = out_rows[c]
+    xo = XOl[c][a]
+    for t in range(len(orow)):
+        xo[t] = XT[j, orow[t]]
+    if upos[j] < 0:
+        if u_n >= XU.shape[0]:
+            XU = _grow_rows(XU, u_n + 1)
+        upos[j] = u_n
+        XU[u_n] = XT[j]
+        u_n += 1
+    return u_n, XU

@@ -142,3 +142,17 @@ def test_collect_versions_tolerates_missing_packages():
     assert v["python"].count(".") == 2
     assert v["numpy"] == np.__version__
     assert v["surely-not-a-package-xyz"] == "not installed"
+
+
+def test_by_class_table_lists_only_methods_with_gene_classes(run_tables):
+    from expredict.evaluate import summarize_methods
+    from expredict.report import _by_class_table
+
+    per_gene, preds, obs = run_tables
+    # enet scored without gene classes (as the pipeline's baselines are): no per-class rows for it
+    plain = per_gene_metrics(preds["enet"], obs, "enet")
+    mixed = pl.concat([per_gene.filter(pl.col("method") != "enet"), plain], how="diagonal_relaxed")
+    summary = summarize_methods(mixed)
+    table = _by_class_table(summary, [c for c in summary.columns if c.startswith(("mean_r[", "n_scored["))])
+    assert set(table["method"]) == {"nt_head", "enformer"}
+    assert table["mean_r"].is_nan().sum() == 0 and (table["n_scored"] > 0).all()
