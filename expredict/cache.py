@@ -31,16 +31,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from expredict.atomic import atomic_write_bytes, atomic_write_stream, is_temporary
 from expredict.errors import CacheFormatError
 
 __all__ = ["FORMAT_VERSION", "ArrayCache", "DroppedShard", "sequence_hash", "spec_key"]
@@ -88,24 +88,6 @@ def _file_digest(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write`` on a ``.tmp-*`` sibling, fsync, then rename it onto ``path`` (never half-written)."""
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        with tmp.open("wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda fh: fh.write(data))
 
 
 @dataclass(frozen=True)
@@ -174,7 +156,7 @@ class ArrayCache:
         spec_file = self.path / "spec.json"
         if not spec_file.exists():
             doc = {"format_version": FORMAT_VERSION, "key": self.key, "spec": self.spec}
-            _atomic_write_bytes(spec_file, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
+            atomic_write_bytes(spec_file, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
             return
         try:
             doc = json.loads(spec_file.read_text())
@@ -255,8 +237,10 @@ class ArrayCache:
 
     def _clean_orphans(self) -> None:
         for p in self._shard_dir.iterdir():
-            # interrupted puts leave .tmp-* files or an .npy without a manifest; both are unreferenced
-            if p.name.startswith(".tmp-") or (p.suffix == ".npy" and not p.with_suffix(".json").exists()):
+            # interrupted puts leave temporaries (.tmp-* from older versions) or an .npy without a
+            # manifest; both are unreferenced
+            legacy_tmp = p.name.startswith(".tmp-")
+            if is_temporary(p) or legacy_tmp or (p.suffix == ".npy" and not p.with_suffix(".json").exists()):
                 try:
                     if p.stat().st_mtime < time.time() - 3600:  # only old ones: a concurrent writer may be mid-put
                         p.unlink()
@@ -366,7 +350,7 @@ class ArrayCache:
         new_hashes = [hashes[i] for i in keep]
         name = f"shard-{uuid.uuid4().hex}"
         npy = self._shard_dir / f"{name}.npy"
-        _atomic_write(npy, lambda fh: np.save(fh, sel, allow_pickle=False))
+        atomic_write_stream(npy, lambda fh: np.save(fh, sel, allow_pickle=False), fsync=True)
         manifest = {
             "format_version": FORMAT_VERSION,
             "hashes": new_hashes,
@@ -375,7 +359,7 @@ class ArrayCache:
             "nbytes": npy.stat().st_size,
             "checksum": _file_digest(npy),
         }
-        _atomic_write_bytes(self._shard_dir / f"{name}.json", json.dumps(manifest).encode())
+        atomic_write_bytes(self._shard_dir / f"{name}.json", json.dumps(manifest).encode(), fsync=True)
         self._shards[name] = _Shard(name, len(new_hashes), manifest["nbytes"], manifest["checksum"], verified=True)
         if self.item_shape is None:
             self.item_shape, self.dtype = sel.shape[1:], sel.dtype

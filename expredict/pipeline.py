@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from expredict.atomic import atomic_write_parquet, atomic_write_text
 from expredict.config import Config, config_from_dict, config_to_yaml
 from expredict.errors import ConfigError, ReferenceMismatchError
 
@@ -64,22 +64,6 @@ def file_fingerprint(path: Path | None) -> Any:
 def safe_name(gene_id: str) -> str:
     """A gene id usable as a file name."""
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in gene_id)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def atomic_write_parquet(df: pl.DataFrame, path: Path) -> None:
-    """Write a parquet file atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.write_parquet(tmp)
-    tmp.replace(path)
 
 
 def parse_chunk(chunk: str | None) -> tuple[int, int] | None:

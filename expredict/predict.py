@@ -50,21 +50,14 @@ def predict_cohort(
     Path
         The parquet file.
     """
+    from expredict.atomic import atomic_write_parquet, atomic_write_text
     from expredict.cache import sequence_hash
     from expredict.embed import embed_sequences, open_embedding_cache
     from expredict.haplotypes import iter_unique_haplotypes
     from expredict.head.estimator import HeadRegressor
     from expredict.io.genotypes import read_genotypes
     from expredict.io.reference import Reference
-    from expredict.pipeline import (
-        _read_run_config,
-        _regions,
-        as_head_input,
-        atomic_write_parquet,
-        atomic_write_text,
-        build_embedder,
-        safe_name,
-    )
+    from expredict.pipeline import _read_run_config, _regions, as_head_input, build_embedder, safe_name
 
     run = Path(models)
     for need in ("config.yaml", "genes.parquet", "embed_spec.json", "heads"):

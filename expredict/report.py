@@ -27,7 +27,6 @@ import math
 import os
 import platform
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
+from expredict.atomic import atomic_write_bytes, atomic_write_parquet
 from expredict.evaluate import (
     PER_GENE_COLUMNS,
     head_to_head_table,
@@ -133,35 +133,6 @@ class MetricsPaths(NamedTuple):
     predictions: dict[str, Path]
 
 
-# ---------------------------------------------------------------------------- atomic writes
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_parquet(df: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.write_parquet(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _check_method_name(method: str) -> str:
     if not _METHOD_NAME.match(method):
         msg = (
@@ -218,13 +189,13 @@ def write_metrics(
     out = Path(out_dir)
     table = _per_gene_table(per_gene)
     per_gene_path = out / "metrics" / "per_gene.parquet"
-    _atomic_write_parquet(table, per_gene_path)
-    _atomic_write_parquet(summarize_methods(table), out / "metrics" / "summary.parquet")
-    _atomic_write_parquet(head_to_head_table(table), out / "metrics" / "head_to_head.parquet")
+    atomic_write_parquet(table, per_gene_path)
+    atomic_write_parquet(summarize_methods(table), out / "metrics" / "summary.parquet")
+    atomic_write_parquet(head_to_head_table(table), out / "metrics" / "head_to_head.parquet")
     paths = {}
     for method, df in predictions.items():
         p = out / "predictions" / f"{_check_method_name(method)}.parquet"
-        _atomic_write_parquet(_wide_predictions(df), p)
+        atomic_write_parquet(_wide_predictions(df), p)
         paths[method] = p
     return MetricsPaths(per_gene_path, paths)
 
@@ -644,6 +615,6 @@ def write_report(
     md += ["## Software versions", "", _md_table(tables["versions"]), ""]
 
     html_path = out / "report.html"
-    _atomic_write_bytes(out / "report.md", "\n".join(md).encode("utf-8"))
-    _atomic_write_bytes(html_path, "\n".join(h).encode("utf-8"))
+    atomic_write_bytes(out / "report.md", "\n".join(md).encode("utf-8"))
+    atomic_write_bytes(html_path, "\n".join(h).encode("utf-8"))
     return html_path

@@ -20,7 +20,6 @@ pure function of its inputs and ``seed``: the same call gives the same split on 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -28,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
+from expredict.atomic import atomic_path
 from expredict.errors import ConfigError, InputFileError, SampleMismatchError
 
 SPLITS = ("train", "val", "test")
@@ -280,14 +280,8 @@ def make_gene_split(
 
 
 def _atomic_write_tsv(df: pl.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         df.write_csv(tmp, separator="\t")
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_splits(out_dir: str | os.PathLike[str], individuals: pl.DataFrame, genes: pl.DataFrame | None = None) -> Path:

@@ -22,7 +22,6 @@ Written atomically (temporary sibling, then replace).
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from numpy.typing import NDArray
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from expredict.atomic import atomic_path
 from expredict.errors import ModelLoadError
 from expredict.head.model import HaplotypeHead, HeadConfig
 from expredict.head.train import (
@@ -85,17 +85,9 @@ def _check_inputs(embeddings: NDArray, index: NDArray, y: NDArray | None = None,
 
 
 def _atomic_torch_save(obj: dict, path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        Path(tmp).replace(p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return Path(path)
 
 
 def _load_checkpoint(path: str | os.PathLike[str], fmt: str) -> dict:

@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from expredict.atomic import atomic_path
 from expredict.errors import InputFileError
 from expredict.io.genotypes import MISSING_ALLELE, NO_ALLELE, GenotypeArrays
 
@@ -107,10 +108,7 @@ def write_predictdb(
         raise ValueError(msg)
     if "varID" not in weights.columns:
         weights = weights.with_columns(pl.col("rsid").alias("varID"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
+    with atomic_path(path) as tmp:
         con = sqlite3.connect(tmp)
         try:
             con.executescript(_DDL)
@@ -135,27 +133,16 @@ def write_predictdb(
             con.commit()
         finally:
             con.close()
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
 def write_covariances(path: str | os.PathLike[str], covariances: pl.DataFrame) -> Path:
     """Write ``GENE RSID1 RSID2 VALUE`` (space-separated, header, gzip) atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with gzip.open(tmp, "wt") as fh:
-            fh.write("GENE RSID1 RSID2 VALUE\n")
-            for g, a, b, v in covariances.select("GENE", "RSID1", "RSID2", "VALUE").iter_rows():
-                fh.write(f"{g} {a} {b} {v:.10g}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, gzip.open(tmp, "wt") as fh:
+        fh.write("GENE RSID1 RSID2 VALUE\n")
+        for g, a, b, v in covariances.select("GENE", "RSID1", "RSID2", "VALUE").iter_rows():
+            fh.write(f"{g} {a} {b} {v:.10g}\n")
     return path
 
 

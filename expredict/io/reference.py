@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from expredict.atomic import atomic_path
 from expredict.errors import InputFileError, ReferenceMismatchError
 
 _OFFSET_RE = re.compile(r"^(?P<name>.+):(?P<start>\d+)-(?P<end>\d+)$")
@@ -147,9 +148,7 @@ def decompress_if_gzip(src: Path, dest: Path) -> Path:
     """Write a plain copy of a gzip FASTA to ``dest`` (atomic); return the readable path."""
     if not _is_plain_gzip(src):
         return src
-    tmp = dest.with_name(dest.name + ".tmp")
-    with gzip.open(src, "rb") as fin, tmp.open("wb") as fout:
+    with atomic_path(dest) as tmp, gzip.open(src, "rb") as fin, tmp.open("wb") as fout:
         while chunk := fin.read(1 << 20):
             fout.write(chunk)
-    tmp.replace(dest)
     return dest
