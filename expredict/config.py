@@ -109,7 +109,11 @@ class EnetConfig(_Section):
     n_folds: int = Field(10, ge=2)
     n_outer_folds: int = Field(5, ge=2)
     nested_cv: bool = True
-    backend: Literal["auto", "numba", "glmnet", "sklearn"] = "auto"
+    backend: Literal["auto", "numba", "glmnet", "sklearn"] = Field(
+        "auto",
+        description="path solver: auto = numba (glmnet's algorithm, a gene's nested-CV fits in lockstep); "
+        "glmnet = python-glmnet's Fortran; sklearn = scikit-learn (same path, folds and lambda.min)",
+    )
     export: bool = True
 
 

@@ -176,6 +176,8 @@ class Run:
 # ---------------------------------------------------------------------------- stage keys
 def stage_keys(config: Config) -> dict[str, str]:
     """The content key of every stage (what, if changed, forces it to run again)."""
+    from expredict.baselines.enet import resolve_backend
+
     d = config.data
     inputs = [file_fingerprint(p) for p in (d.vcf, d.fasta, d.genes, d.expression, d.covariates, d.populations)]
     data = config.data.model_dump(mode="json", exclude={"genes_subset", "max_genes"})
@@ -188,7 +190,9 @@ def stage_keys(config: Config) -> dict[str, str]:
     emb = config.embedding.model_dump(mode="json", exclude={"batch_size", "device"})
     k["embed"] = digest(["embed", 1, k["haplotypes"], emb])
     k["train"] = digest(["train", 1, k["embed"], config.head.model_dump(mode="json", exclude={"device"}), config.seed])
-    k["enet"] = digest(["enet", 1, k["prepare"], config.enet.model_dump(mode="json"), config.seed])
+    # the resolved solver is part of the key: "auto" changing meaning refits instead of reusing old fits
+    solver = resolve_backend(config.enet.backend)
+    k["enet"] = digest(["enet", 2, k["prepare"], config.enet.model_dump(mode="json"), solver, config.seed])
     enf = config.enformer.model_dump(mode="json", exclude={"batch_size", "device"})
     k["enformer"] = digest(["enformer", 1, k["prepare"], enf, {x: hap[x] for x in ("reverse_complement_minus", "unphased", "ref_mismatch", "snv_only")}])
     k["evaluate"] = digest(["evaluate", 1, k["train"], k["enet"], k["enformer"]])
