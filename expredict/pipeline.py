@@ -192,7 +192,7 @@ def stage_keys(config: Config) -> dict[str, str]:
     k["train"] = digest(["train", 1, k["embed"], config.head.model_dump(mode="json", exclude={"device"}), config.seed])
     # the resolved solver is part of the key: "auto" changing meaning refits instead of reusing old fits
     solver = resolve_backend(config.enet.backend)
-    k["enet"] = digest(["enet", 2, k["prepare"], config.enet.model_dump(mode="json"), solver, config.seed])
+    k["enet"] = digest(["enet", 3, k["prepare"], config.enet.model_dump(mode="json"), solver, config.seed])
     enf = config.enformer.model_dump(mode="json", exclude={"batch_size", "device"})
     k["enformer"] = digest(["enformer", 1, k["prepare"], enf, {x: hap[x] for x in ("reverse_complement_minus", "unphased", "ref_mismatch", "snv_only")}])
     k["evaluate"] = digest(["evaluate", 1, k["train"], k["enet"], k["enformer"]])
@@ -614,7 +614,7 @@ def _enet_config(cfg: Config, window: int):
     e = cfg.enet
     return EnetConfig(alpha=e.alpha, n_lambda=e.n_lambda, n_folds=e.n_folds, n_outer_folds=e.n_outer_folds,
                       nested_cv=e.nested_cv, maf_min=e.maf, drop_ambiguous=e.drop_ambiguous, backend=e.backend,
-                      seed=cfg.seed, window=window)
+                      seed=cfg.seed, window=window, path_stop=e.path_stop)
 
 
 def enet_gene_task(out_dir: str, variant: str, gene_id: str) -> dict:

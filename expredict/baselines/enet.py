@@ -18,7 +18,9 @@ Recipe (science.md §2.1; PredictDB ``gtex_v7_nested_cv_elnet.R``):
 - **lambda path** (ours, glmnet's formula): ``lambda_max = max_j |x_j' (y - mean y)| / (n * alpha)``
   over standardised ``x_j``; ``n_lambda`` values log-spaced down to ``ratio * lambda_max`` with
   ``ratio = 0.01`` when ``n < p`` else ``1e-4``. It is computed once on the rows being fitted and
-  shared by every CV fold, as ``cv.glmnet`` does.
+  shared by every CV fold, as ``cv.glmnet`` does; it ends where glmnet ends the path it computes
+  (``dev.ratio`` above 0.999 or gaining less than 1e-5 of itself, after 5 values:
+  :data:`PATH_STOP`), and the folds use that shorter path.
 - **Folds** (ours, PredictDB ``generate_fold_ids``): balanced ids ``0..k-1`` in random order.
 - **lambda.min**: argmin over the path of the mean CV MSE, folds weighted by their size (as
   ``cv.glmnet``); ties go to the larger lambda. Refit on all rows; coefficients on the raw dosage
@@ -62,6 +64,7 @@ __all__ = [
     "CVResult",
     "CisFeatures",
     "EnetCohortResult",
+    "PATH_STOP",
     "EnetConfig",
     "GeneFit",
     "PrediXcanElasticNet",
@@ -73,7 +76,9 @@ __all__ = [
     "extra_table",
     "fit_enet_gene",
     "fit_enet_genes",
+    "dev_ratio",
     "glmnet_available",
+    "glmnet_path_length",
     "lambda_path",
     "make_fold_ids",
     "nested_cv_performance",
@@ -88,6 +93,13 @@ Backend = Literal["auto", "numba", "glmnet", "sklearn"]
 DEFAULT_TOL = {"numba": 1e-7, "glmnet": 1e-7, "sklearn": 1e-4}
 """Solver tolerance when ``tol=None``: glmnet's ``thresh`` as in R; scikit-learn's default
 duality-gap tolerance (1e-7 there took ~12x longer on a real 5,000-SNP chr22 window)."""
+
+PATH_STOP = (1e-5, 0.999, 5)
+"""glmnet's path termination (``glmnet.control``: ``fdev``, ``devmax``, ``mnlam``). When glmnet
+computes its own lambda sequence (as in PredictDB's ``cv.glmnet`` call) it ends the path after at
+least ``mnlam`` values at the first lambda whose fraction of deviance explained (``dev.ratio``)
+exceeds ``devmax`` or gained less than ``fdev`` times itself; the CV folds then use that shorter
+sequence. With a user-given lambda sequence glmnet computes all of it."""
 
 CIS_WINDOW = 1_000_000
 """PredictDB ``cis_window``: bp on each side of the gene start and end."""
@@ -162,6 +174,28 @@ def lambda_path(
     return lmax * np.power(lambda_min_ratio, np.arange(n_lambda) / max(n_lambda - 1, 1))
 
 
+def glmnet_path_length(dev_ratio: Sequence[float] | NDArray[np.float64]) -> int:
+    """How many values of a computed path glmnet keeps, from the ``dev.ratio`` along it (:data:`PATH_STOP`)."""
+    fdev, devmax, mnlam = PATH_STOP
+    prev = 0.0
+    for k, r in enumerate(np.asarray(dev_ratio, dtype=np.float64)):
+        if k + 1 >= mnlam and (r - prev < fdev * r or r > devmax):
+            return k + 1
+        prev = float(r)
+    return len(dev_ratio)
+
+
+def dev_ratio(
+    X: NDArray[np.float64], y: NDArray[np.float64], coef: NDArray[np.float64], intercept: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """glmnet's ``dev.ratio`` (gaussian: ``1 - RSS / TSS``) of each column of a path ``coef`` (p, L)."""
+    tss = float(np.sum((y - y.mean()) ** 2))
+    if tss == 0:
+        return np.zeros(coef.shape[1])
+    rss = ((y[:, None] - X @ coef - intercept[None, :]) ** 2).sum(axis=0)
+    return 1.0 - rss / tss
+
+
 def make_fold_ids(n: int, n_folds: int, rng: np.random.Generator) -> NDArray[np.int64]:
     """Balanced fold ids ``0..n_folds-1`` in random order (PredictDB ``generate_fold_ids``)."""
     if n < n_folds:
@@ -184,8 +218,8 @@ def enet_path_fit(
     """Fit the elastic-net path at ``lambdas`` (decreasing); coefficients on the raw scale of ``X``.
 
     Returns ``coef`` ``float64[p, n_lambda]`` and ``intercept`` ``float64[n_lambda]`` such that the
-    prediction at ``lambdas[k]`` is ``X @ coef[:, k] + intercept[k]``. ``backend`` is ``"glmnet"``
-    or ``"sklearn"`` (resolve ``"auto"`` first); ``tol`` is glmnet's ``thresh`` or scikit-learn's
+    prediction at ``lambdas[k]`` is ``X @ coef[:, k] + intercept[k]``. ``backend`` is ``"numba"``,
+    ``"glmnet"`` or ``"sklearn"`` (resolve ``"auto"`` first); ``tol`` is glmnet's ``thresh`` or scikit-learn's
     duality-gap ``tol``, default :data:`DEFAULT_TOL`.
     """
     lambdas = np.asarray(lambdas, dtype=np.float64)
@@ -347,19 +381,23 @@ class _Lockstep:
     coef: list[NDArray[np.float64] | None]  # per fit: (p, L) raw-scale coefficients when stored
     intercept: list[NDArray[np.float64] | None]  # per fit: (L,) when stored
     failed: NDArray[np.bool_]  # per fit: max_iter exceeded
+    n_used: NDArray[np.int64]  # per fit: lambdas solved (its path may end early, see ``_lockstep_fit``)
 
 
 def _lockstep_fit(
     X: NDArray[np.float64],
     y: NDArray[np.float64],
-    fits: Sequence[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], bool]],
+    fits: Sequence[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], bool, int]],
     alpha: float,
     tol: float,
     max_iter: int,
 ) -> _Lockstep:
     """Solve many paths on row subsets of one design with :func:`enet_cd.lockstep_paths`.
 
-    ``fits``: ``(fit_rows, eval_rows, lambdas, store)`` per fit, rows indexing ``X``/``y``.
+    ``fits``: ``(fit_rows, eval_rows, lambdas, store, leader)`` per fit, rows indexing ``X``/``y``;
+    ``leader`` is the index of the fit whose path, ended by glmnet's termination rule
+    (:data:`PATH_STOP`), ends this one too, or -1 for the whole path. Returned predictions and
+    coefficients cover the lambdas solved (``n_used``).
     Columns in perfect LD over all rows of ``X`` are merged once (they stay merged on any subset);
     columns constant on a fit's rows are left out of that fit, as glmnet does.
     """
@@ -399,20 +437,21 @@ def _lockstep_fit(
     eval_rows = np.zeros((F, m), dtype=np.int64)
     eval_n = np.zeros(F, dtype=np.int64)
     store = np.full(F, -1, dtype=np.int64)
-    for c, (_, ev, _, keep) in enumerate(fits):
+    leader = np.array([f[4] for f in fits], dtype=np.int64)
+    for c, (_, ev, _, keep, _) in enumerate(fits):
         eval_rows[c, : len(ev)] = ev
         eval_n[c] = len(ev)
         if keep:
             store[c] = int((store >= 0).sum())
-    pred, coef, passes = lockstep_paths(
+    pred, coef, passes, n_used = lockstep_paths(
         np.ascontiguousarray(Xu.T), xm, xs, 1.0 / k, Yt, W, n_fit, lam1, lam2, eval_rows, eval_n, store,
-        float(tol), int(max_iter),
+        float(tol), int(max_iter), leader, *PATH_STOP,
     )  # fmt: skip
     members = np.flatnonzero(group >= 0)
     gm = group[members]
     preds, coefs, icpts = [], [], []
     for c, f in enumerate(fits):
-        nl = len(f[2])
+        nl = min(len(f[2]), int(n_used[c]))
         preds.append(ym[c] + sy_safe[c] * pred[c, :nl, : eval_n[c]].T)
         if store[c] < 0:
             coefs.append(None)
@@ -428,7 +467,7 @@ def _lockstep_fit(
         xm_full[members] = np.where(sign[members] * sign[rep][gm] > 0, xm[c, gm], 2.0 - xm[c, gm])
         coefs.append(full)
         icpts.append(ym[c] - xm_full @ full)
-    return _Lockstep(preds, coefs, icpts, passes < 0)
+    return _Lockstep(preds, coefs, icpts, passes < 0, np.minimum(n_used, [len(f[2]) for f in fits]))
 
 
 def _numba_path(X, y, lambdas, alpha, tol, max_iter):
@@ -436,7 +475,7 @@ def _numba_path(X, y, lambdas, alpha, tol, max_iter):
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     rows = np.arange(len(y))
-    res = _lockstep_fit(X, y, [(rows, rows[:0], np.asarray(lambdas, dtype=np.float64), True)], alpha, tol, max_iter)
+    res = _lockstep_fit(X, y, [(rows, rows[:0], np.asarray(lambdas, dtype=np.float64), True, -1)], alpha, tol, max_iter)
     if res.failed[0]:
         msg = f"numba elastic net: no convergence within max_iter={max_iter} passes"
         raise RuntimeError(msg)
@@ -487,6 +526,7 @@ def cv_enet(
     backend: str = "numba",
     tol: float | None = None,
     max_iter: int = 100_000,
+    path_stop: bool | None = None,
 ) -> CVResult:
     """K-fold CV over one lambda path, lambda.min on mean fold MSE, refit on all rows.
 
@@ -500,11 +540,15 @@ def cv_enet(
         Fold of each row (any integer labels); use :func:`make_fold_ids`.
     lambdas : ndarray, optional
         Decreasing path; default :func:`lambda_path` on ``X, y``.
-    backend : {"glmnet", "sklearn"}
+    backend : {"numba", "glmnet", "sklearn"}
         Path solver (resolve ``"auto"`` with :func:`resolve_backend` first).
+    path_stop : bool, optional
+        End the path where glmnet would (:data:`PATH_STOP`); default: when ``lambdas`` is None,
+        as ``cv.glmnet`` without a ``lambda`` argument.
     """
     res = cv_enet_many(X, y, [(np.arange(len(y)), np.asarray(fold_ids))], alpha=alpha, n_lambda=n_lambda,
-                       lambdas=None if lambdas is None else [lambdas], backend=backend, tol=tol, max_iter=max_iter)  # fmt: skip
+                       lambdas=None if lambdas is None else [lambdas], backend=backend, tol=tol, max_iter=max_iter,
+                       path_stop=path_stop)  # fmt: skip
     if res[0] is None:
         msg = f"elastic net ({backend}): no convergence within max_iter={max_iter} passes"
         raise RuntimeError(msg)
@@ -549,20 +593,25 @@ def cv_enet_many(
     backend: str = "numba",
     tol: float | None = None,
     max_iter: int = 100_000,
+    path_stop: bool | None = None,
 ) -> list[CVResult | None]:
     """Several :func:`cv_enet` problems on row subsets of one design, e.g. a gene's nested CV.
 
     ``problems``: ``(rows, fold_ids)`` pairs, ``rows`` indexing ``X``/``y`` and ``fold_ids`` the
     fold of each of those rows. Each problem gets its own lambda path (:func:`lambda_path` on its
-    rows, unless ``lambdas`` gives one per problem). The ``"numba"`` backend solves every fold
-    and refit of every problem in one lockstep pass (:mod:`expredict.baselines.enet_cd`); the
-    others fit them one by one. Returns a :class:`CVResult` per problem, or None where the solver
-    did not converge.
+    rows, unless ``lambdas`` gives one per problem). With ``path_stop`` (default: when the paths
+    are computed here) each problem's path ends where glmnet would end it on the problem's rows
+    (:data:`PATH_STOP`) and its folds use that shorter path, as ``cv.glmnet`` does. The
+    ``"numba"`` backend solves every fold and refit of every problem in one lockstep pass
+    (:mod:`expredict.baselines.enet_cd`); the others fit the refit, then the folds, one by one.
+    Returns a :class:`CVResult` per problem, or None where the solver did not converge.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if tol is None:
         tol = DEFAULT_TOL.get(backend, 1e-7)
+    if path_stop is None:
+        path_stop = lambdas is None
     paths = []
     for q, (rows, _) in enumerate(problems):
         lam = lambdas[q] if lambdas is not None else lambda_path(X[rows], y[rows], alpha=alpha, n_lambda=n_lambda)
@@ -572,9 +621,11 @@ def cv_enet_many(
         fits = []
         for (rows, fids), lam in zip(problems, paths, strict=True):
             rows, fids = np.asarray(rows), np.asarray(fids)
-            for f in np.unique(fids):
-                fits.append((rows[fids != f], rows[fids == f], lam, False))
-            fits.append((rows, rows[:0], lam, True))
+            folds = np.unique(fids)
+            lead = len(fits) + len(folds) if path_stop else -1  # the refit on all rows ends the path
+            for f in folds:
+                fits.append((rows[fids != f], rows[fids == f], lam, False, lead))
+            fits.append((rows, rows[:0], lam, True, lead))
         res = _lockstep_fit(X, y, fits, alpha, tol, max_iter)
         c = 0
         for (rows, fids), lam in zip(problems, paths, strict=True):
@@ -585,20 +636,24 @@ def cv_enet_many(
                 out.append(None)
                 continue
             coef, icpt = res.coef[sl.stop - 1], res.intercept[sl.stop - 1]
+            lam = lam[: int(res.n_used[sl.stop - 1])]
             out.append(_cv_from_paths(y[rows], np.asarray(fids), lam, res.pred[sl.start : sl.stop - 1], coef, icpt))
         return out
     for (rows, fids), lam in zip(problems, paths, strict=True):
         rows, fids = np.asarray(rows), np.asarray(fids)
         Xq, yq = X[rows], y[rows]
         try:
+            coef, icpt = enet_path_fit(Xq, yq, lam, alpha=alpha, backend=backend, tol=tol, max_iter=max_iter)
+            if path_stop:  # glmnet ends its own path on all rows; the folds then use that path
+                n_keep = glmnet_path_length(dev_ratio(Xq, yq, coef, icpt))
+                lam, coef, icpt = lam[:n_keep], coef[:, :n_keep], icpt[:n_keep]
             preds = []
             for f in np.unique(fids):
                 test = fids == f
-                coef, icpt = enet_path_fit(Xq[~test], yq[~test], lam, alpha=alpha, backend=backend, tol=tol,
-                                           max_iter=max_iter)  # fmt: skip
-                active = np.flatnonzero(np.any(coef != 0, axis=1))  # a few hundred of p: cheap predictions
-                preds.append(Xq[np.ix_(test, active)] @ coef[active] + icpt)
-            coef, icpt = enet_path_fit(Xq, yq, lam, alpha=alpha, backend=backend, tol=tol, max_iter=max_iter)
+                cf, ic = enet_path_fit(Xq[~test], yq[~test], lam, alpha=alpha, backend=backend, tol=tol,
+                                       max_iter=max_iter)  # fmt: skip
+                active = np.flatnonzero(np.any(cf != 0, axis=1))  # a few hundred of p: cheap predictions
+                preds.append(Xq[np.ix_(test, active)] @ cf[active] + ic)
         except RuntimeError:  # glmnet's fatal error flags
             out.append(None)
             continue
@@ -692,6 +747,7 @@ def nested_cv_performance(
     n_lambda: int = 100,
     backend: str = "numba",
     tol: float | None = None,
+    path_stop: bool = True,
 ) -> dict[str, float]:
     """PredictDB ``nested_cv_elastic_net_perf``: outer folds test a model tuned by inner CV.
 
@@ -705,7 +761,7 @@ def nested_cv_performance(
     y = np.asarray(y, dtype=np.float64)
     outer, inners = nested_fold_ids(len(y), n_outer, n_inner, rng)
     cvs = cv_enet_many(X, y, _nested_problems(outer, inners), alpha=alpha, n_lambda=n_lambda, backend=backend,
-                       tol=tol)  # fmt: skip
+                       tol=tol, path_stop=path_stop)  # fmt: skip
     return _nested_summary(X, y, outer, cvs, rng)
 
 
@@ -735,8 +791,8 @@ class PrediXcanElasticNet(RegressorMixin, BaseEstimator):
         Length of the lambda path (see :func:`lambda_path`).
     n_folds : int, default=10
         CV folds for choosing lambda.
-    backend : {"auto", "glmnet", "sklearn"}, default="auto"
-        Path solver; ``"auto"`` is python-glmnet when it imports.
+    backend : {"auto", "numba", "glmnet", "sklearn"}, default="auto"
+        Path solver; ``"auto"`` is ``"numba"`` (see :func:`resolve_backend`).
     random_state : int, numpy Generator or None, default=None
         Seed of the fold assignment (PredictDB ``cv_seed``).
     lambda_min_ratio : float or None, default=None
@@ -744,6 +800,9 @@ class PrediXcanElasticNet(RegressorMixin, BaseEstimator):
     tol : float or None, default=None
         Solver tolerance (glmnet ``thresh``; scikit-learn duality-gap tolerance); None = the
         backend's default (:data:`DEFAULT_TOL`).
+    path_stop : bool, default=True
+        End the lambda path where glmnet ends its own (:data:`PATH_STOP`), as ``cv.glmnet`` does
+        when it chooses the lambdas; False solves all ``n_lambda`` values.
 
     Attributes
     ----------
@@ -752,7 +811,8 @@ class PrediXcanElasticNet(RegressorMixin, BaseEstimator):
     intercept_ : float
     lambda_ : float
         lambda.min.
-    lambda_path_ : ndarray of shape (n_lambda,)
+    lambda_path_ : ndarray of shape (n_lambdas_solved,)
+        The path, ended where glmnet would end it when ``path_stop``.
     cv_mse_ : ndarray of shape (n_lambda,)
         Mean fold MSE (folds weighted by size).
     fold_ids_ : ndarray of shape (n_samples,)
@@ -771,6 +831,7 @@ class PrediXcanElasticNet(RegressorMixin, BaseEstimator):
         random_state: int | np.random.Generator | None = None,
         lambda_min_ratio: float | None = None,
         tol: float | None = None,
+        path_stop: bool = True,
     ) -> None:
         self.alpha = alpha
         self.n_lambda = n_lambda
@@ -779,6 +840,7 @@ class PrediXcanElasticNet(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.lambda_min_ratio = lambda_min_ratio
         self.tol = tol
+        self.path_stop = path_stop
 
     def fit(self, X: Any, y: Any, fold_ids: Any = None) -> PrediXcanElasticNet:
         """Choose lambda by CV and refit on all rows.
@@ -802,7 +864,8 @@ class PrediXcanElasticNet(RegressorMixin, BaseEstimator):
             msg = f"fold_ids must have shape ({len(y)},); got {folds.shape}"
             raise ValueError(msg)
         lam = lambda_path(X, y, alpha=self.alpha, n_lambda=self.n_lambda, lambda_min_ratio=self.lambda_min_ratio)
-        cv = cv_enet(X, y, fold_ids=folds, alpha=self.alpha, lambdas=lam, backend=backend, tol=self.tol)
+        cv = cv_enet(X, y, fold_ids=folds, alpha=self.alpha, lambdas=lam, backend=backend, tol=self.tol,
+                     path_stop=self.path_stop)  # fmt: skip
         self.coef_ = cv.coef
         self.intercept_ = cv.intercept
         self.lambda_ = cv.lambda_min
@@ -1016,6 +1079,7 @@ class EnetConfig:
     anchor: str = "gene"
     covariance: bool = True
     min_train: int = 20
+    path_stop: bool = True
 
 
 @dataclass
@@ -1118,7 +1182,8 @@ def fit_enet_gene(
     folds = make_fold_ids(len(y), cfg.n_folds, rng)
     problems.append((np.arange(len(y)), folds))
     try:  # every CV of the gene at once: the numba backend solves them in one lockstep pass
-        cvs = cv_enet_many(X, y, problems, alpha=cfg.alpha, n_lambda=cfg.n_lambda, backend=backend, tol=cfg.tol)
+        cvs = cv_enet_many(X, y, problems, alpha=cfg.alpha, n_lambda=cfg.n_lambda, backend=backend, tol=cfg.tol,
+                           path_stop=cfg.path_stop)  # fmt: skip
     except (RuntimeError, ValueError) as e:
         return skipped(f"solver failed: {e}", feats.dosages.shape[1])
     cv = cvs[-1]

@@ -223,6 +223,10 @@ def lockstep_paths(
     store: NDArray[np.int64],
     thresh: float,
     max_passes: int,
+    leader: NDArray[np.int64],
+    fdev: float = 1e-5,
+    devmax: float = 0.999,
+    mnlam: int = 5,
 ):
     """Solve ``F`` elastic-net paths of ``L`` lambdas each, side by side.
 
@@ -246,6 +250,12 @@ def lockstep_paths(
         Rows at which to predict each fit along the path (held-out rows of a CV fold).
     store : int64[F]
         Slot in the returned coefficient array for fits whose whole path is kept, else -1.
+    leader : int64[F]
+        Fit whose path decides where this fit's path ends (glmnet's path termination, applied as
+        ``cv.glmnet`` does: the fit on all of a problem's rows ends its own path and its folds stop
+        there too), or -1 for the full path. A leader stops after lambda ``k`` (0-based) when
+        ``k + 1 >= mnlam`` and its fraction of variance explained ``rsq`` (glmnet's dev.ratio)
+        exceeds ``devmax`` or gained less than ``fdev * rsq`` over lambda ``k - 1``.
 
     Returns
     -------
@@ -256,6 +266,8 @@ def lockstep_paths(
         Standardised coefficients of the stored fits.
     passes : int64[F]
         Coordinate-descent passes per fit (``-1``: ``max_passes`` exceeded, result invalid).
+    n_used : int64[F]
+        Lambdas solved per fit (``L`` unless its leader ended the path earlier).
     """
     p, n = XT.shape
     F, L = lam1.shape
@@ -299,11 +311,16 @@ def lockstep_paths(
     todo = np.ones(F, dtype=np.bool_)
     first = np.zeros(F, dtype=np.int64)
     front = np.zeros(F, dtype=np.int64)  # working-set positions [0, front) hold ever-non-zero SNPs
+    n_used = np.full(F, L, dtype=np.int64)
+    live = np.ones(F, dtype=np.bool_)  # still on its path
+    rsq_prev = np.zeros(F)
     for k in range(L):
         u_first = u_n
         for c in range(F):
             first[c] = ws_n[c]
-            todo[c] = True
+            todo[c] = live[c]
+            if not live[c]:
+                continue
             # sequential strong rule: |grad_j| > alpha (2 lambda_k - lambda_{k-1}) joins the working set
             cut = 2.0 * lam1[c, k] - (lam1[c, k - 1] if k > 0 else lam1[c, 0])
             for t in range(_screen(G, inv, pos, c, cut, cand)):
@@ -338,7 +355,7 @@ def lockstep_paths(
             for c in range(F):
                 todo[c] = False
                 first[c] = ws_n[c]
-                if passes[c] < 0:
+                if passes[c] < 0 or not live[c]:
                     continue
                 lim = lam1[c, k] * (1.0 + 1e-9)
                 nv = _screen(G, inv, pos, c, lim, cand)
@@ -349,6 +366,7 @@ def lockstep_paths(
                     any_viol = True
             if not any_viol:
                 break
+        _terminate(k, R, n_fit, leader, live, n_used, rsq_prev, fdev, devmax, mnlam)
         for c in range(F):
             if store[c] >= 0:
                 for t in range(ws_n[c]):
@@ -356,7 +374,29 @@ def lockstep_paths(
             if k + 1 < L:  # fits that need no work at the next lambda still carry their predictions
                 for e in range(eval_n[c]):
                     pred[c, k + 1, e] = pred[c, k, e]
-    return pred, coef, passes
+        if not live.any():
+            break
+    return pred, coef, passes, n_used
+
+
+@nb.njit(cache=True, nogil=True)
+def _terminate(k, R, n_fit, leader, live, n_used, rsq_prev, fdev, devmax, mnlam):
+    """glmnet's path termination after lambda ``k``: a leader whose ``rsq`` exceeds ``devmax`` or
+    gained less than ``fdev * rsq`` (from lambda ``mnlam - 1`` on) ends its path and its followers'."""
+    F, n = R.shape
+    for c in range(F):
+        if leader[c] != c or not live[c]:
+            continue
+        rss = 0.0
+        for i in range(n):
+            rss += R[c, i] * R[c, i]
+        rsq = 1.0 - rss / n_fit[c]  # targets are standardised on the fit's rows: TSS = n_fit
+        if k + 1 >= mnlam and (rsq - rsq_prev[c] < fdev * rsq or rsq > devmax):
+            for f in range(F):
+                if leader[f] == c:
+                    live[f] = False
+                    n_used[f] = k + 1
+        rsq_prev[c] = rsq
 
 
 @nb.njit(cache=True, nogil=True)

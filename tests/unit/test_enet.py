@@ -98,7 +98,10 @@ def test_backends_agree_on_same_path_and_folds(n: int, p: int, dup: bool) -> Non
     X, y = _xy(n, p)
     if dup:  # perfect LD, same and opposite coding: glmnet and numba collapse them, sklearn does not
         X = np.hstack([X, X[:, :30], 2 - X[:, 10:40]])
-    fits = {b: PrediXcanElasticNet(backend=b, random_state=3).fit(X, y) for b in ("glmnet", "sklearn", "numba")}
+    # the whole path for every backend: where glmnet's termination rule fires depends on dev.ratio
+    # to solver precision (sklearn at tol 1e-4 may end one lambda earlier); the solvers are compared here
+    fits = {b: PrediXcanElasticNet(backend=b, random_state=3, path_stop=False).fit(X, y)
+            for b in ("glmnet", "sklearn", "numba")}  # fmt: skip
     a = fits["glmnet"]
     for other in ("sklearn", "numba"):
         s = fits[other]
@@ -356,3 +359,85 @@ def test_fit_enet_gene_direct_and_covariates() -> None:
     np.testing.assert_allclose(fit.test_pred, res.test_predictions.select(test).to_numpy()[0])
     with pytest.raises(ValueError, match="y_train"):
         fit_enet_gene("G0", sl, y[:5], np.arange(len(train)), np.arange(3), config=cfg)
+
+
+# -- glmnet's path termination (cv.glmnet without a lambda argument) ---------------------------
+
+
+def _saturating(seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """n << p with a strong signal: the path explains > 99.9 % of the variance before 0.01 lambda_max."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 3, (40, 300)).astype(np.float64)
+    y = X[:, :30] @ rng.normal(size=30) + 0.01 * rng.normal(size=40)
+    return X, y
+
+
+def test_glmnet_path_length_rule() -> None:
+    from expredict.baselines.enet import glmnet_path_length
+
+    assert glmnet_path_length([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]) == 7  # still gaining: all kept
+    assert glmnet_path_length([0.0, 0.5, 0.9, 0.95, 0.9995, 0.9999]) == 5  # dev.ratio > 0.999
+    assert glmnet_path_length([0.0, 0.9, 0.99999, 0.999991, 0.999991]) == 5  # gain < 1e-5 counts from the 5th
+    assert glmnet_path_length([0.0, 0.2, 0.4, 0.5, 0.6, 0.6 + 1e-7, 0.7]) == 6
+
+
+@pytest.mark.parametrize("backend", ["numba", "sklearn", pytest.param("glmnet", marks=needs_glmnet)])
+def test_path_ends_where_glmnet_ends_it(backend: str) -> None:
+    from expredict.baselines.enet import dev_ratio, glmnet_path_length
+
+    X, y = _saturating()
+    folds = make_fold_ids(len(y), 5, np.random.default_rng(0))
+    full = cv_enet(X, y, fold_ids=folds, backend=backend, path_stop=False)
+    assert len(full.lambdas) == 100
+    lam = full.lambdas
+    coef, icpt = enet_path_fit(X, y, lam, backend=backend)
+    n_keep = glmnet_path_length(dev_ratio(X, y, coef, icpt))
+    assert 5 <= n_keep < 100
+    cut = cv_enet(X, y, fold_ids=folds, backend=backend)  # computed path: ends as glmnet's does
+    assert len(cut.lambdas) == n_keep
+    np.testing.assert_array_equal(cut.lambdas, lam[:n_keep])
+    # the folds are the same fits on a shorter path: identical CV curve where both exist
+    np.testing.assert_allclose(cut.cv_mse, full.cv_mse[:n_keep], rtol=1e-6, atol=1e-9)
+    assert cut.best_index == int(np.argmin(full.cv_mse[:n_keep]))
+    # an explicit lambda sequence is solved whole, as glmnet does with a user lambda
+    assert len(cv_enet(X, y, fold_ids=folds, backend=backend, lambdas=lam).lambdas) == 100
+
+
+@needs_glmnet
+def test_path_length_equals_python_glmnets_own_path() -> None:
+    """python-glmnet computing its own path (flmin < 1) stops at the same lambda as ours.
+
+    The rule compares dev.ratio with 0.999, so a solver difference at glmnet's thresh (dev.ratio
+    differs by ~5e-6 here) can move the end by one lambda when a value lies that close to 0.999
+    (seed 6: ours 0.999001, glmnet's 0.998996).
+    """
+    import glmnet
+
+    diffs = []
+    for seed in (4, 5, 6):
+        X, y = _saturating(seed)
+        own = glmnet.ElasticNet(alpha=0.5, n_splits=0, min_lambda_ratio=0.01, n_lambda=100, tol=1e-7).fit(X, y)
+        folds = make_fold_ids(len(y), 5, np.random.default_rng(0))
+        ours = cv_enet(X, y, fold_ids=folds, backend="numba")
+        assert 5 < int(own.n_lambda_) < 100
+        k = min(len(ours.lambdas), int(own.n_lambda_))
+        np.testing.assert_allclose(own.lambda_path_[:k], ours.lambdas[:k], rtol=1e-10)
+        diffs.append(len(ours.lambdas) - int(own.n_lambda_))
+    assert max(map(abs, diffs)) <= 1 and diffs.count(0) >= 2, diffs
+
+
+def test_lockstep_nested_cv_with_path_stop_equals_problem_by_problem() -> None:
+    X, y = _saturating(7)
+    X, y = np.vstack([X, X[:20] + 0]), np.concatenate([y, y[:20] + 0.05])  # 60 rows, n << p still
+    rng = np.random.default_rng(3)
+    outer, inners = nested_fold_ids(len(y), 5, 5, rng)
+    rows = np.arange(len(y))
+    problems = [(rows[outer != f], inner) for f, inner in enumerate(inners)]
+    together = cv_enet_many(X, y, problems, backend="numba", tol=1e-14)
+    lengths = set()
+    for (r, fids), cv in zip(problems, together, strict=True):
+        alone = cv_enet(X[r], y[r], fold_ids=fids, backend="numba", tol=1e-14)
+        assert cv is not None and len(cv.lambdas) == len(alone.lambdas) and cv.best_index == alone.best_index
+        np.testing.assert_allclose(cv.cv_mse, alone.cv_mse, rtol=1e-5)
+        lengths.add(len(cv.lambdas))
+    assert max(lengths) < 100  # the rule fired, per problem
