@@ -33,8 +33,8 @@ updates, sequential strong rules and KKT checks, in numba; a gene's 66 nested-CV
 so one BLAS product checks all of them at once: :mod:`expredict.baselines.enet_cd`), ``"glmnet"``
 (python-glmnet, the glmnet Fortran core, through ``glmnet.ElasticNet(lambda_path=..., n_splits=0)``)
 and ``"sklearn"`` (``enet_path`` inside a glmnet-style strong-rule working set with a KKT check on
-every feature). ``"auto"`` is ``"numba"``: same lambda.min as glmnet on the demo genes at about half
-the time (benchmarks/RESULTS.md); glmnet and scikit-learn stay as references. numba and glmnet
+every feature). ``"auto"`` is ``"numba"``: the same lambda.min as glmnet on 24/24 demo genes, 3.2x faster
+with nested CV (benchmarks/RESULTS.md); glmnet and scikit-learn stay as references. numba and glmnet
 merge SNPs in perfect LD exactly (see :func:`_glmnet_path`). CV, lambda.min and all statistics are
 computed here, not by the backend (python-glmnet's own CV would use the 1-SE rule, R2 and 3 folds
 by default).
