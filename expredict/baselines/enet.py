@@ -447,11 +447,12 @@ def _lockstep_fit(
         np.ascontiguousarray(Xu.T), xm, xs, 1.0 / k, Yt, W, n_fit, lam1, lam2, eval_rows, eval_n, store,
         float(tol), int(max_iter), leader, *PATH_STOP,
     )  # fmt: skip
+    n_used = np.minimum(n_used, [len(f[2]) for f in fits])  # paths shorter than L were padded
     members = np.flatnonzero(group >= 0)
     gm = group[members]
     preds, coefs, icpts = [], [], []
-    for c, f in enumerate(fits):
-        nl = min(len(f[2]), int(n_used[c]))
+    for c in range(F):
+        nl = int(n_used[c])
         preds.append(ym[c] + sy_safe[c] * pred[c, :nl, : eval_n[c]].T)
         if store[c] < 0:
             coefs.append(None)
@@ -467,7 +468,7 @@ def _lockstep_fit(
         xm_full[members] = np.where(sign[members] * sign[rep][gm] > 0, xm[c, gm], 2.0 - xm[c, gm])
         coefs.append(full)
         icpts.append(ym[c] - xm_full @ full)
-    return _Lockstep(preds, coefs, icpts, passes < 0, np.minimum(n_used, [len(f[2]) for f in fits]))
+    return _Lockstep(preds, coefs, icpts, passes < 0, n_used)
 
 
 def _numba_path(X, y, lambdas, alpha, tol, max_iter):

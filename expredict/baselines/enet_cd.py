@@ -160,14 +160,13 @@ def _grow_rows(A, need):
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def _fit_gram(first, m, ws, upos, S, Xo, n_out, xm, xs, nc, Gc):
+def _fit_gram(first, m, ws, upos, S, Xo, xm, xs, nc, Gc):
     """Gram rows/columns of one fit's working-set positions ``first..m-1``.
 
     From the shared raw Gram ``S`` over all rows: subtract the fit's left-out rows (``Xo``, their
-    dosages in working-set order; one BLAS product for the new block), centre and scale with the
-    fit's means and s.d.s (``G = (S - X_out'X_out - n m m') / (n s s')``).
+    dosages in working-set order), centre and scale with the fit's means and s.d.s (``G = (S - X_out'X_out - n m m') / (n s s')``).
     """
-    no = Xo.shape[1] if n_out > 0 else 0
+    no = Xo.shape[1]
     for a in range(first, m):
         j = ws[a]
         uj = upos[j]
@@ -224,9 +223,9 @@ def lockstep_paths(
     thresh: float,
     max_passes: int,
     leader: NDArray[np.int64],
-    fdev: float = 1e-5,
-    devmax: float = 0.999,
-    mnlam: int = 5,
+    fdev: float,
+    devmax: float,
+    mnlam: int,
 ):
     """Solve ``F`` elastic-net paths of ``L`` lambdas each, side by side.
 
@@ -256,6 +255,8 @@ def lockstep_paths(
         there too), or -1 for the full path. A leader stops after lambda ``k`` (0-based) when
         ``k + 1 >= mnlam`` and its fraction of variance explained ``rsq`` (glmnet's dev.ratio)
         exceeds ``devmax`` or gained less than ``fdev * rsq`` over lambda ``k - 1``.
+    fdev, devmax, mnlam : float, float, int
+        glmnet's ``glmnet.control`` values (the caller passes ``enet.PATH_STOP``).
 
     Returns
     -------
@@ -292,7 +293,7 @@ def lockstep_paths(
         out_rows.append(rows)
         Gl.append(np.zeros((cap0, cap0)))
         gl.append(np.zeros(cap0))
-        XOl.append(np.zeros((cap0, max(1, len(rows)))))
+        XOl.append(np.zeros((cap0, len(rows))))  # zero columns for a fit on all rows
     ucap = min(p, 256)
     S = np.zeros((ucap, ucap))  # raw Gram of the union of working sets over all rows
     XU = np.zeros((ucap, n))  # raw rows of the union, in union order
@@ -342,7 +343,7 @@ def lockstep_paths(
                 ws = ws_idx[c]
                 Gc = Gl[c]
                 g = gl[c]
-                _fit_gram(first[c], m, ws, upos, S, XOl[c], len(out_rows[c]), xm[c], xs[c], n_fit[c], Gc)
+                _fit_gram(first[c], m, ws, upos, S, XOl[c], xm[c], xs[c], n_fit[c], Gc)
                 for a in range(m):  # exact gradients from the last residual
                     g[a] = G[c, ws[a]] * inv[c, ws[a]]
                 used, front[c] = _solve(Gc, g, B[c], ws, m, front[c], pos[c], XOl[c], kinv, lam1[c, k], lam2[c, k],
@@ -382,7 +383,10 @@ def lockstep_paths(
 @nb.njit(cache=True, nogil=True)
 def _terminate(k, R, n_fit, leader, live, n_used, rsq_prev, fdev, devmax, mnlam):
     """glmnet's path termination after lambda ``k``: a leader whose ``rsq`` exceeds ``devmax`` or
-    gained less than ``fdev * rsq`` (from lambda ``mnlam - 1`` on) ends its path and its followers'."""
+    gained less than ``fdev * rsq`` (from lambda ``mnlam - 1`` on) ends its path and its followers'.
+
+    The same rule as ``enet.glmnet_path_length``, applied as the path is solved so that the fits
+    stop working; tests check the two agree."""
     F, n = R.shape
     for c in range(F):
         if leader[c] != c or not live[c]:
