@@ -192,7 +192,7 @@ def stage_keys(config: Config) -> dict[str, str]:
     k["train"] = digest(["train", 1, k["embed"], config.head.model_dump(mode="json", exclude={"device"}), config.seed])
     # the resolved solver is part of the key: "auto" changing meaning refits instead of reusing old fits
     solver = resolve_backend(config.enet.backend)
-    k["enet"] = digest(["enet", 3, k["prepare"], config.enet.model_dump(mode="json"), solver, config.seed])
+    k["enet"] = digest(["enet", 4, k["prepare"], config.enet.model_dump(mode="json"), solver, config.seed])
     enf = config.enformer.model_dump(mode="json", exclude={"batch_size", "device"})
     k["enformer"] = digest(["enformer", 1, k["prepare"], enf, {x: hap[x] for x in ("reverse_complement_minus", "unphased", "ref_mismatch", "snv_only")}])
     k["evaluate"] = digest(["evaluate", 1, k["train"], k["enet"], k["enformer"]])

@@ -161,17 +161,61 @@ def lambda_path(
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    return _lambda_paths(X, y, [np.arange(len(y))], alpha, n_lambda, lambda_min_ratio)[0]
+
+
+def _lambda_paths(
+    X: NDArray[np.float64],
+    y: NDArray[np.float64],
+    row_sets: Sequence[NDArray[np.int64]],
+    alpha: float,
+    n_lambda: int,
+    lambda_min_ratio: float | None,
+) -> list[NDArray[np.float64]]:
+    """:func:`lambda_path` of ``X[rows], y[rows]`` for every ``rows`` of ``row_sets``, in three
+    matrix products (a gene's 66 CV fits each compute their own path, as in ``cv.glmnet``)."""
     n, p = X.shape
-    if lambda_min_ratio is None:
-        lambda_min_ratio = 0.01 if n < p else 1e-4
-    xm = X.mean(axis=0)
-    xs = X.std(axis=0)
-    ok = xs > 0
-    g = np.abs((X[:, ok] - xm[ok]).T @ (y - y.mean())) / xs[ok] if ok.any() else np.zeros(1)
-    lmax = float(g.max()) / (n * max(alpha, 1e-3))
-    if not np.isfinite(lmax) or lmax <= 0:
-        lmax = 1e-8
-    return lmax * np.power(lambda_min_ratio, np.arange(n_lambda) / max(n_lambda - 1, 1))
+    F = len(row_sets)
+    W = np.zeros((F, n))
+    for c, rows in enumerate(row_sets):
+        W[c, rows] = 1.0
+    n_fit = W.sum(axis=1)
+    shift = X.mean(axis=0) if n else np.zeros(p)  # centre first: one-pass variances stay accurate
+    Xc = X - shift
+    xm = (W @ Xc) / n_fit[:, None]
+    var = (W @ (Xc * Xc)) / n_fit[:, None] - xm**2
+    scale = np.abs(Xc).max(axis=0, initial=0.0)
+    usable = (var > 1e-12 * scale**2) & (scale > 0)
+    ym = (W @ y) / n_fit
+    Rc = W * (y[None, :] - ym[:, None])  # sums to 0 over each fit's rows: the column means drop out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.where(usable, np.abs(Rc @ Xc) / np.sqrt(np.where(usable, var, 1.0)), 0.0)
+    lmax = g.max(axis=1, initial=0.0) / (n_fit * max(alpha, 1e-3))
+    paths = []
+    for c in range(F):
+        ratio = lambda_min_ratio if lambda_min_ratio is not None else (0.01 if n_fit[c] < p else 1e-4)
+        lm = float(lmax[c]) if np.isfinite(lmax[c]) and lmax[c] > 0 else 1e-8
+        paths.append(lm * np.power(ratio, np.arange(n_lambda) / max(n_lambda - 1, 1)))
+    return paths
+
+
+def _interp_lambda(lam_to: NDArray[np.float64], lam_from: NDArray[np.float64], values: NDArray[np.float64]):
+    """Values along a path at other lambdas, as glmnet's ``predict(fit, s = lam_to)`` (``lambda.interp``).
+
+    ``values`` is ``(m, len(lam_from))`` with ``lam_from`` decreasing: linear interpolation in lambda
+    between the two neighbouring path values, clamped to the path's first and last lambda. Exact at
+    the path's own lambdas. ``cv.glmnet`` predicts each fold this way at the lambdas of the fit on
+    all rows, each fold having computed (and perhaps ended early) a path of its own.
+    """
+    k = len(lam_from)
+    if k == 1:
+        return np.repeat(values[:, :1], len(lam_to), axis=1)
+    s = np.clip(lam_to, lam_from[-1], lam_from[0])
+    left = np.clip(np.searchsorted(-lam_from, -s, side="right") - 1, 0, k - 2)
+    right = left + 1
+    gap = lam_from[left] - lam_from[right]
+    w = np.where(gap > 0, (s - lam_from[right]) / np.where(gap > 0, gap, 1.0), 1.0)
+    return values[:, left] * w + values[:, right] * (1.0 - w)
 
 
 def glmnet_path_length(dev_ratio: Sequence[float] | NDArray[np.float64]) -> int:
@@ -524,6 +568,7 @@ def cv_enet(
     alpha: float = 0.5,
     n_lambda: int = 100,
     lambdas: NDArray[np.float64] | None = None,
+    lambda_min_ratio: float | None = None,
     backend: str = "numba",
     tol: float | None = None,
     max_iter: int = 100_000,
@@ -540,16 +585,21 @@ def cv_enet(
     fold_ids : ndarray of shape (n,)
         Fold of each row (any integer labels); use :func:`make_fold_ids`.
     lambdas : ndarray, optional
-        Decreasing path; default :func:`lambda_path` on ``X, y``.
+        Decreasing path solved by every fit (``cv.glmnet(lambda = ...)``); default: as
+        ``cv.glmnet`` without one, every fit computes its own :func:`lambda_path` and the folds are
+        predicted at the all-rows path by interpolation (see :func:`cv_enet_many`).
+    lambda_min_ratio : float, optional
+        Where computed paths end, as a fraction of their lambda_max (glmnet's default: 0.01 when
+        a fit has fewer rows than columns, else 1e-4).
     backend : {"numba", "glmnet", "sklearn"}
         Path solver (resolve ``"auto"`` with :func:`resolve_backend` first).
     path_stop : bool, optional
-        End the path where glmnet would (:data:`PATH_STOP`); default: when ``lambdas`` is None,
+        End paths where glmnet would (:data:`PATH_STOP`); default: when ``lambdas`` is None,
         as ``cv.glmnet`` without a ``lambda`` argument.
     """
     res = cv_enet_many(X, y, [(np.arange(len(y)), np.asarray(fold_ids))], alpha=alpha, n_lambda=n_lambda,
-                       lambdas=None if lambdas is None else [lambdas], backend=backend, tol=tol, max_iter=max_iter,
-                       path_stop=path_stop)  # fmt: skip
+                       lambdas=None if lambdas is None else [lambdas], lambda_min_ratio=lambda_min_ratio,
+                       backend=backend, tol=tol, max_iter=max_iter, path_stop=path_stop)  # fmt: skip
     if res[0] is None:
         msg = f"elastic net ({backend}): no convergence within max_iter={max_iter} passes"
         raise RuntimeError(msg)
@@ -591,6 +641,7 @@ def cv_enet_many(
     alpha: float = 0.5,
     n_lambda: int = 100,
     lambdas: Sequence[NDArray[np.float64]] | None = None,
+    lambda_min_ratio: float | None = None,
     backend: str = "numba",
     tol: float | None = None,
     max_iter: int = 100_000,
@@ -599,66 +650,79 @@ def cv_enet_many(
     """Several :func:`cv_enet` problems on row subsets of one design, e.g. a gene's nested CV.
 
     ``problems``: ``(rows, fold_ids)`` pairs, ``rows`` indexing ``X``/``y`` and ``fold_ids`` the
-    fold of each of those rows. Each problem gets its own lambda path (:func:`lambda_path` on its
-    rows, unless ``lambdas`` gives one per problem). With ``path_stop`` (default: when the paths
-    are computed here) each problem's path ends where glmnet would end it on the problem's rows
-    (:data:`PATH_STOP`) and its folds use that shorter path, as ``cv.glmnet`` does. The
-    ``"numba"`` backend solves every fold and refit of every problem in one lockstep pass
-    (:mod:`expredict.baselines.enet_cd`); the others fit the refit, then the folds, one by one.
-    Returns a :class:`CVResult` per problem, or None where the solver did not converge.
+    fold of each of those rows. Without ``lambdas`` this is R's ``cv.glmnet`` (``lambda = NULL``,
+    what PredictDB calls): the fit on all of a problem's rows and each fold's fit compute their own
+    lambda path (:func:`lambda_path` on their rows), each path ends where glmnet would end it
+    (:data:`PATH_STOP`, unless ``path_stop=False``) and each fold is predicted at the all-rows
+    path by glmnet's interpolation in lambda (:func:`_interp_lambda`). With ``lambdas`` (one path
+    per problem, ``cv.glmnet(lambda = ...)``) every fit solves that path; ``path_stop=True`` then
+    ends it where the all-rows fit's path would end. The ``"numba"`` backend solves every fit of
+    every problem in one lockstep pass (:mod:`expredict.baselines.enet_cd`); the others fit one
+    by one. Returns a :class:`CVResult` per problem, or None where the solver did not converge.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if tol is None:
         tol = DEFAULT_TOL.get(backend, 1e-7)
+    own = lambdas is None  # glmnet computes the paths: every fit its own
     if path_stop is None:
-        path_stop = lambdas is None
-    paths = []
-    for q, (rows, _) in enumerate(problems):
-        lam = lambdas[q] if lambdas is not None else lambda_path(X[rows], y[rows], alpha=alpha, n_lambda=n_lambda)
-        paths.append(np.asarray(lam, dtype=np.float64))
+        path_stop = own
+    # fits per problem: its folds, then the fit on all its rows (the last one)
+    plan = []  # per problem: (rows, fold ids, [(fit rows, eval rows)], [path per fit])
+    for q, (rows, fids) in enumerate(problems):
+        rows, fids = np.asarray(rows), np.asarray(fids)
+        fits = [(rows[fids != f], rows[fids == f]) for f in np.unique(fids)] + [(rows, rows[:0])]
+        plan.append((rows, fids, fits, None if own else [np.asarray(lambdas[q], dtype=np.float64)] * len(fits)))
+    if own:  # one pass over the design for every fit's path
+        all_paths = _lambda_paths(X, y, [fr for _, _, fits, _ in plan for fr, _ in fits], alpha, n_lambda,
+                                  lambda_min_ratio)  # fmt: skip
+        c = 0
+        for i, (rows, fids, fits, _) in enumerate(plan):
+            plan[i] = (rows, fids, fits, all_paths[c : c + len(fits)])
+            c += len(fits)
     out: list[CVResult | None] = []
     if backend == "numba":
-        fits = []
-        for (rows, fids), lam in zip(problems, paths, strict=True):
-            rows, fids = np.asarray(rows), np.asarray(fids)
-            folds = np.unique(fids)
-            lead = len(fits) + len(folds) if path_stop else -1  # the refit on all rows ends the path
-            for f in folds:
-                fits.append((rows[fids != f], rows[fids == f], lam, False, lead))
-            fits.append((rows, rows[:0], lam, True, lead))
-        res = _lockstep_fit(X, y, fits, alpha, tol, max_iter)
+        spec = []
+        for _, _, fits, paths in plan:
+            base, last = len(spec), len(spec) + len(fits) - 1
+            for i, ((fr, ev), lam) in enumerate(zip(fits, paths, strict=True)):
+                lead = -1 if not path_stop else (base + i if own else last)
+                spec.append((fr, ev, lam, i == len(fits) - 1, lead))
+        res = _lockstep_fit(X, y, spec, alpha, tol, max_iter)
         c = 0
-        for (rows, fids), lam in zip(problems, paths, strict=True):
-            nf = len(np.unique(fids))
-            sl = slice(c, c + nf + 1)
-            c += nf + 1
+        for rows, fids, fits, paths in plan:
+            sl = slice(c, c + len(fits))
+            c += len(fits)
             if res.failed[sl].any():
                 out.append(None)
                 continue
-            coef, icpt = res.coef[sl.stop - 1], res.intercept[sl.stop - 1]
-            lam = lam[: int(res.n_used[sl.stop - 1])]
-            out.append(_cv_from_paths(y[rows], np.asarray(fids), lam, res.pred[sl.start : sl.stop - 1], coef, icpt))
+            used = res.n_used[sl]
+            master = paths[-1][: int(used[-1])]
+            preds = [_interp_lambda(master, lam[: int(k)], pr)
+                     for lam, k, pr in zip(paths[:-1], used[:-1], res.pred[sl.start : sl.stop - 1], strict=True)]  # fmt: skip
+            out.append(_cv_from_paths(y[rows], fids, master, preds, res.coef[sl.stop - 1], res.intercept[sl.stop - 1]))
         return out
-    for (rows, fids), lam in zip(problems, paths, strict=True):
-        rows, fids = np.asarray(rows), np.asarray(fids)
-        Xq, yq = X[rows], y[rows]
+    for rows, fids, fits, paths in plan:
         try:
-            coef, icpt = enet_path_fit(Xq, yq, lam, alpha=alpha, backend=backend, tol=tol, max_iter=max_iter)
-            if path_stop:  # glmnet ends its own path on all rows; the folds then use that path
-                n_keep = glmnet_path_length(dev_ratio(Xq, yq, coef, icpt))
-                lam, coef, icpt = lam[:n_keep], coef[:, :n_keep], icpt[:n_keep]
-            preds = []
-            for f in np.unique(fids):
-                test = fids == f
-                cf, ic = enet_path_fit(Xq[~test], yq[~test], lam, alpha=alpha, backend=backend, tol=tol,
-                                       max_iter=max_iter)  # fmt: skip
-                active = np.flatnonzero(np.any(cf != 0, axis=1))  # a few hundred of p: cheap predictions
-                preds.append(Xq[np.ix_(test, active)] @ cf[active] + ic)
+            solved = []  # (lambdas kept, coef, intercept) per fit, the fit on all rows first
+            for i in [len(fits) - 1, *range(len(fits) - 1)]:
+                fr = fits[i][0]
+                lam = paths[i] if own or not solved else solved[0][0]
+                Xf, yf = X[fr], y[fr]
+                coef, icpt = enet_path_fit(Xf, yf, lam, alpha=alpha, backend=backend, tol=tol, max_iter=max_iter)
+                if path_stop and (own or not solved):  # glmnet ends a path it computes (or the user's, here)
+                    n_keep = glmnet_path_length(dev_ratio(Xf, yf, coef, icpt))
+                    lam, coef, icpt = lam[:n_keep], coef[:, :n_keep], icpt[:n_keep]
+                solved.append((lam, coef, icpt))
         except RuntimeError:  # glmnet's fatal error flags
             out.append(None)
             continue
-        out.append(_cv_from_paths(yq, fids, lam, preds, coef, icpt))
+        master, coef, icpt = solved[0]
+        preds = []
+        for (_, ev), (lam, cf, ic) in zip(fits[:-1], solved[1:], strict=True):
+            active = np.flatnonzero(np.any(cf != 0, axis=1))  # a few hundred of p: cheap predictions
+            preds.append(_interp_lambda(master, lam, X[np.ix_(ev, active)] @ cf[active] + ic))
+        out.append(_cv_from_paths(y[rows], fids, master, preds, coef, icpt))
     return out
 
 
@@ -782,7 +846,10 @@ def _cv_summary(cv: CVResult, y: NDArray[np.float64], rng: np.random.Generator) 
 
 
 class PrediXcanElasticNet(RegressorMixin, BaseEstimator):
-    """PrediXcan elastic net: our lambda path and folds, lambda.min by CV MSE, refit on all rows.
+    """PrediXcan elastic net: ``cv.glmnet`` as PredictDB calls it, lambda.min by CV MSE, refit on all rows.
+
+    Every fit (each fold and the fit on all rows) computes glmnet's lambda path on its rows; the
+    folds are predicted at the all-rows path by glmnet's interpolation, as in R's ``cv.glmnet``.
 
     Parameters
     ----------
@@ -802,7 +869,7 @@ class PrediXcanElasticNet(RegressorMixin, BaseEstimator):
         Solver tolerance (glmnet ``thresh``; scikit-learn duality-gap tolerance); None = the
         backend's default (:data:`DEFAULT_TOL`).
     path_stop : bool, default=True
-        End the lambda path where glmnet ends its own (:data:`PATH_STOP`), as ``cv.glmnet`` does
+        End each lambda path where glmnet ends its own (:data:`PATH_STOP`), as ``cv.glmnet`` does
         when it chooses the lambdas; False solves all ``n_lambda`` values.
 
     Attributes
@@ -864,8 +931,8 @@ class PrediXcanElasticNet(RegressorMixin, BaseEstimator):
         if folds.shape != (len(y),):
             msg = f"fold_ids must have shape ({len(y)},); got {folds.shape}"
             raise ValueError(msg)
-        lam = lambda_path(X, y, alpha=self.alpha, n_lambda=self.n_lambda, lambda_min_ratio=self.lambda_min_ratio)
-        cv = cv_enet(X, y, fold_ids=folds, alpha=self.alpha, lambdas=lam, backend=backend, tol=self.tol,
+        cv = cv_enet(X, y, fold_ids=folds, alpha=self.alpha, n_lambda=self.n_lambda,
+                     lambda_min_ratio=self.lambda_min_ratio, backend=backend, tol=self.tol,
                      path_stop=self.path_stop)  # fmt: skip
         self.coef_ = cv.coef
         self.intercept_ = cv.intercept
