@@ -112,12 +112,13 @@ class EnetConfig(_Section):
     backend: Literal["auto", "numba", "glmnet", "sklearn"] = Field(
         "auto",
         description="path solver: auto = numba (glmnet's algorithm, a gene's nested-CV fits in lockstep); "
-        "glmnet = python-glmnet's Fortran; sklearn = scikit-learn (same path, folds and lambda.min)",
+        "glmnet = python-glmnet's Fortran; sklearn = scikit-learn (same paths, folds and lambda.min)",
     )
     path_stop: bool = Field(
         True,
-        description="end each lambda path where glmnet ends its own (dev.ratio > 0.999 or gaining < 1e-5 of itself, "
-        "after 5 values), as PredictDB's cv.glmnet does; false solves all n_lambda values",
+        description="end each lambda path (every fold computes its own, as in cv.glmnet) where glmnet ends it "
+        "(dev.ratio > 0.999 or gaining < 1e-5 of itself, after 5 values), as PredictDB's cv.glmnet does; false solves "
+        "all n_lambda values",
     )
     export: bool = True
 

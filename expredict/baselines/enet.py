@@ -15,12 +15,15 @@ Recipe (science.md §2.1; PredictDB ``gtex_v7_nested_cv_elnet.R``):
   glmnet also scales ``y`` by its population s.d. ``s_y`` internally (solving with ``lambda / s_y``
   and multiplying the coefficients back), which the scikit-learn backend reproduces so both
   backends solve the same problem.
-- **lambda path** (ours, glmnet's formula): ``lambda_max = max_j |x_j' (y - mean y)| / (n * alpha)``
+- **lambda paths** (ours, glmnet's formula): ``lambda_max = max_j |x_j' (y - mean y)| / (n * alpha)``
   over standardised ``x_j``; ``n_lambda`` values log-spaced down to ``ratio * lambda_max`` with
-  ``ratio = 0.01`` when ``n < p`` else ``1e-4``. It is computed once on the rows being fitted and
-  shared by every CV fold, as ``cv.glmnet`` does; it ends where glmnet ends the path it computes
-  (``dev.ratio`` above 0.999 or gaining less than 1e-5 of itself, after 5 values:
-  :data:`PATH_STOP`), and the folds use that shorter path.
+  ``ratio = 0.01`` when ``n < p`` else ``1e-4``. As in R's ``cv.glmnet`` called without a
+  ``lambda`` (PredictDB's call), every fit computes its own: the fit on all rows and each fold on
+  its training rows. Each ends where glmnet ends a path it computes (``dev.ratio`` above 0.999 or
+  gaining less than 1e-5 of itself, after 5 values: :data:`PATH_STOP`), and each fold is
+  predicted at the all-rows path by glmnet's linear interpolation in lambda (``lambda.interp``,
+  clamped at the fold path's ends). ``tests/unit/test_enet_r_glmnet.py`` checks all of it against
+  R's glmnet.
 - **Folds** (ours, PredictDB ``generate_fold_ids``): balanced ids ``0..k-1`` in random order.
 - **lambda.min**: argmin over the path of the mean CV MSE, folds weighted by their size (as
   ``cv.glmnet``); ties go to the larger lambda. Refit on all rows; coefficients on the raw dosage
@@ -28,7 +31,7 @@ Recipe (science.md §2.1; PredictDB ``gtex_v7_nested_cv_elnet.R``):
 - **Nested CV** (5 outer x 10 inner) and the final model's CV give the 24-column model summary
   (:data:`SUMMARY_COLUMNS`). ``R2`` is PredictDB's ``1 - RSS / sum(y^2)`` on scaled targets.
 
-Backends, all given the same path and folds: ``"numba"`` (glmnet's coordinate descent, covariance
+Backends, all given the same paths and folds: ``"numba"`` (glmnet's coordinate descent, covariance
 updates, sequential strong rules and KKT checks, in numba; a gene's 66 nested-CV fits run in lockstep
 so one BLAS product checks all of them at once: :mod:`expredict.baselines.enet_cd`), ``"glmnet"``
 (python-glmnet, the glmnet Fortran core, through ``glmnet.ElasticNet(lambda_path=..., n_splits=0)``)
@@ -574,7 +577,7 @@ def cv_enet(
     max_iter: int = 100_000,
     path_stop: bool | None = None,
 ) -> CVResult:
-    """K-fold CV over one lambda path, lambda.min on mean fold MSE, refit on all rows.
+    """K-fold CV as ``cv.glmnet``: lambda.min on the mean fold MSE along the all-rows path, refit on all rows.
 
     Parameters
     ----------

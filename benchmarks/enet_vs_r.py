@@ -1,0 +1,169 @@
+"""Elastic net side by side with R's glmnet, PredictDB's own tool, on the demo cohort.
+
+For a seeded random subset of the demo genes (the same subset, split and inputs as
+``enet_bench.py``), captures the exact design, targets and fold ids that expredict's
+``fit_enet_gene`` hands to its solver (PredictDB's nested CV, 5 outer x 10 inner, plus the final
+10-fold CV: six ``cv.glmnet`` problems per gene), then solves them with
+
+* expredict's ``cv_enet_many`` (numba backend, all 66 fits of a gene in lockstep), and
+* R: ``cv.glmnet(x, y, nfolds, alpha = 0.5, type.measure = "mse", foldid, keep = TRUE)`` per
+  problem, PredictDB's call (one ``Rscript`` per gene; the time is measured inside R, start-up
+  excluded),
+
+and reports the per-gene time of each, their ratio, and the agreement of what PredictDB keeps:
+lambda.min, the SNPs in the model and its predictions. Both single-threaded.
+
+    python benchmarks/enet_vs_r.py --n-genes 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from enet_bench import DATA, load
+
+import expredict.baselines.enet as enet
+from expredict.baselines.enet import EnetConfig, fit_enet_genes
+
+R_SCRIPT = r"""
+d <- commandArgs(trailingOnly = TRUE)[1]
+suppressMessages(library(glmnet))
+meta <- scan(file.path(d, "meta.txt"), quiet = TRUE)
+n <- meta[1]; p <- meta[2]; n_prob <- meta[3]
+x_all <- matrix(readBin(file.path(d, "x.bin"), "double", n * p, endian = "little"), n, p)
+y_all <- readBin(file.path(d, "y.bin"), "double", n, endian = "little")
+secs <- 0
+res <- c()
+for (q in seq_len(n_prob)) {
+  rows <- readBin(file.path(d, sprintf("rows%d.bin", q)), "integer", n, size = 4, endian = "little") + 1
+  rows <- rows[seq_len(scan(file.path(d, sprintf("n%d.txt", q)), quiet = TRUE))]
+  foldid <- readBin(file.path(d, sprintf("fold%d.bin", q)), "integer", length(rows), size = 4, endian = "little")
+  t0 <- proc.time()[["elapsed"]]
+  fit <- cv.glmnet(x_all[rows, , drop = FALSE], y_all[rows], nfolds = max(foldid), alpha = 0.5,
+                   type.measure = "mse", foldid = foldid, keep = TRUE)
+  secs <- secs + proc.time()[["elapsed"]] - t0
+  b <- as.numeric(coef(fit, s = "lambda.min"))
+  writeBin(as.double(b), file.path(d, sprintf("coef%d.bin", q)), endian = "little")
+  writeBin(as.double(fit$cvm), file.path(d, sprintf("cvm%d.bin", q)), endian = "little")
+  res <- c(res, which(fit$lambda == fit$lambda.min), length(fit$lambda))
+}
+writeBin(as.double(c(secs, res)), file.path(d, "out.bin"), endian = "little")
+"""
+
+
+def capture_problems(geno, genes, expr, cov, train, test, seed: int) -> dict[str, tuple]:
+    """``(X, y, problems)`` that ``fit_enet_gene`` passes to ``cv_enet_many``, per gene."""
+    captured: dict[str, tuple] = {}
+    real = enet.cv_enet_many
+    current: list[str] = []
+    real_gene = enet.fit_enet_gene
+
+    def gene_hook(gene_id, *a, **k):
+        current[:] = [gene_id]
+        return real_gene(gene_id, *a, **k)
+
+    def solver_hook(X, y, problems, **k):
+        captured[current[0]] = (np.array(X), np.array(y), [(np.array(r), np.array(f)) for r, f in problems])
+        return real(X, y, problems, **k)
+
+    enet.fit_enet_gene, enet.cv_enet_many = gene_hook, solver_hook
+    try:
+        cfg = EnetConfig(backend="numba", nested_cv=True, seed=seed)
+        fit_enet_genes(geno, genes, expr, train, test, covariates=cov, config=cfg, n_jobs=1)
+    finally:
+        enet.fit_enet_gene, enet.cv_enet_many = real_gene, real
+    return captured
+
+
+def run_r(X: np.ndarray, y: np.ndarray, problems: list[tuple]) -> tuple[float, list[dict]]:
+    """R's cv.glmnet on each problem; returns (seconds inside R, per-problem results)."""
+    n, p = X.shape
+    with tempfile.TemporaryDirectory(prefix="enet_vs_r_") as tmp:
+        d = Path(tmp)
+        (d / "meta.txt").write_text(f"{n} {p} {len(problems)}\n")
+        (d / "x.bin").write_bytes(np.asarray(X, "<f8").tobytes(order="F"))
+        (d / "y.bin").write_bytes(np.asarray(y, "<f8").tobytes())
+        for q, (rows, fids) in enumerate(problems, start=1):
+            padded = np.zeros(n, "<i4")
+            padded[: len(rows)] = rows
+            (d / f"rows{q}.bin").write_bytes(padded.tobytes())
+            (d / f"n{q}.txt").write_text(f"{len(rows)}\n")
+            _, f1 = np.unique(fids, return_inverse=True)
+            (d / f"fold{q}.bin").write_bytes((f1 + 1).astype("<i4").tobytes())
+        (d / "fit.R").write_text(R_SCRIPT)
+        subprocess.run(["Rscript", str(d / "fit.R"), str(d)], check=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+        out = np.frombuffer((d / "out.bin").read_bytes(), "<f8")
+        res = []
+        for q in range(1, len(problems) + 1):
+            b = np.frombuffer((d / f"coef{q}.bin").read_bytes(), "<f8")
+            res.append({"best": int(out[2 * q - 1]) - 1, "n_lambda": int(out[2 * q]), "intercept": float(b[0]),
+                        "coef": b[1:].copy(), "cvm": np.frombuffer((d / f"cvm{q}.bin").read_bytes(), "<f8").copy()})  # fmt: skip
+        return float(out[0]), res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--n-genes", type=int, default=24)
+    ap.add_argument("--seed", type=int, default=20261122)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/enet_vs_r"))
+    args = ap.parse_args(argv)
+
+    geno, genes, expr, cov, samples, _ = load(args.data)
+    rng = np.random.default_rng(args.seed)  # the split and subset of enet_bench.py
+    perm = rng.permutation(len(samples))
+    n_train = int(round(0.8 * len(samples)))
+    train = [samples[i] for i in sorted(perm[:n_train])]
+    test = [samples[i] for i in sorted(perm[n_train:])]
+    genes = genes[sorted(rng.permutation(genes.height)[: args.n_genes].tolist())]
+    captured = capture_problems(geno, genes, expr, cov, train, test, args.seed)
+    print(f"{len(captured)} genes with a fit ({genes.height} drawn)", flush=True)
+
+    rows = []
+    for gene, (X, y, problems) in captured.items():
+        t0 = time.perf_counter()
+        ours = enet.cv_enet_many(X, y, problems, backend="numba")
+        t_ours = time.perf_counter() - t0
+        t_r, theirs = run_r(X, y, problems)
+        same_min = sum(o.best_index == t["best"] for o, t in zip(ours, theirs, strict=True))
+        same_snps = sum(np.array_equal(o.coef != 0, t["coef"] != 0) for o, t in zip(ours, theirs, strict=True))
+        pred_diff = max(float(np.abs(X[r] @ o.coef + o.intercept - X[r] @ t["coef"] - t["intercept"]).max() / y.std())
+                        for (r, _), o, t in zip(problems, ours, theirs, strict=True))  # fmt: skip
+        len_diff = max(abs(len(o.lambdas) - t["n_lambda"]) for o, t in zip(ours, theirs, strict=True))
+        row = {"gene": gene, "n": X.shape[0], "p": X.shape[1], "ours_s": t_ours, "r_s": t_r, "problems": len(problems),
+               "same_lambda_min": same_min, "same_snps": same_snps, "max_pred_diff_sd": pred_diff,
+               "max_path_length_diff": len_diff}  # fmt: skip
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    ours_s = np.array([r["ours_s"] for r in rows])
+    r_s = np.array([r["r_s"] for r in rows])
+    summary = {
+        "genes": len(rows), "problems": int(sum(r["problems"] for r in rows)),
+        "ours_s_per_gene_mean": float(ours_s.mean()), "r_s_per_gene_mean": float(r_s.mean()),
+        "ratio_r_over_ours_sum": float(r_s.sum() / ours_s.sum()), "ratio_median": float(np.median(r_s / ours_s)),
+        "same_lambda_min": int(sum(r["same_lambda_min"] for r in rows)),
+        "same_snps": int(sum(r["same_snps"] for r in rows)),
+        "max_pred_diff_sd": float(max(r["max_pred_diff_sd"] for r in rows)),
+        "max_path_length_diff": int(max(r["max_path_length_diff"] for r in rows)),
+        "r_glmnet": subprocess.run(["Rscript", "-e", 'cat(as.character(packageVersion("glmnet")))'],
+                                   capture_output=True, text=True, check=True).stdout,
+        "machine": platform.processor() or platform.machine(), "argv": sys.argv,
+    }  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps({"summary": summary, "genes": rows}, indent=2))
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
