@@ -239,7 +239,8 @@ def dev_ratio(
     tss = float(np.sum((y - y.mean()) ** 2))
     if tss == 0:
         return np.zeros(coef.shape[1])
-    rss = ((y[:, None] - X @ coef - intercept[None, :]) ** 2).sum(axis=0)
+    active = np.flatnonzero(np.any(coef != 0, axis=1))  # a few hundred of the window's SNPs
+    rss = ((y[:, None] - X[:, active] @ coef[active] - intercept[None, :]) ** 2).sum(axis=0)
     return 1.0 - rss / tss
 
 
