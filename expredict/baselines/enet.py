@@ -202,7 +202,9 @@ def _lambda_paths(
     return paths
 
 
-def _interp_lambda(lam_to: NDArray[np.float64], lam_from: NDArray[np.float64], values: NDArray[np.float64]):
+def _interp_lambda(
+    lam_to: NDArray[np.float64], lam_from: NDArray[np.float64], values: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """Values along a path at other lambdas, as glmnet's ``predict(fit, s = lam_to)`` (``lambda.interp``).
 
     ``values`` is ``(m, len(lam_from))`` with ``lam_from`` decreasing: linear interpolation in lambda
