@@ -7,8 +7,8 @@ For a seeded random subset of the demo genes (the same subset, split and inputs 
 
 * expredict's ``cv_enet_many`` (numba backend, all 66 fits of a gene in lockstep), and
 * R: ``cv.glmnet(x, y, nfolds, alpha = 0.5, type.measure = "mse", foldid, keep = TRUE)`` per
-  problem, PredictDB's call (one ``Rscript`` per gene; the time is measured inside R, start-up
-  excluded),
+  problem, PredictDB's call, through the tests' oracle runner ``tests/r_glmnet.py`` (one ``Rscript``
+  per problem; the time is measured inside R, start-up excluded),
 
 and reports the per-gene time of each, their ratio, and the agreement of what PredictDB keeps:
 lambda.min, the SNPs in the model and its predictions. Both single-threaded.
@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,30 +32,8 @@ from enet_bench import DATA, load
 import expredict.baselines.enet as enet
 from expredict.baselines.enet import EnetConfig, fit_enet_genes
 
-R_SCRIPT = r"""
-d <- commandArgs(trailingOnly = TRUE)[1]
-suppressMessages(library(glmnet))
-meta <- scan(file.path(d, "meta.txt"), quiet = TRUE)
-n <- meta[1]; p <- meta[2]; n_prob <- meta[3]
-x_all <- matrix(readBin(file.path(d, "x.bin"), "double", n * p, endian = "little"), n, p)
-y_all <- readBin(file.path(d, "y.bin"), "double", n, endian = "little")
-secs <- 0
-res <- c()
-for (q in seq_len(n_prob)) {
-  rows <- readBin(file.path(d, sprintf("rows%d.bin", q)), "integer", n, size = 4, endian = "little") + 1
-  rows <- rows[seq_len(scan(file.path(d, sprintf("n%d.txt", q)), quiet = TRUE))]
-  foldid <- readBin(file.path(d, sprintf("fold%d.bin", q)), "integer", length(rows), size = 4, endian = "little")
-  t0 <- proc.time()[["elapsed"]]
-  fit <- cv.glmnet(x_all[rows, , drop = FALSE], y_all[rows], nfolds = max(foldid), alpha = 0.5,
-                   type.measure = "mse", foldid = foldid, keep = TRUE)
-  secs <- secs + proc.time()[["elapsed"]] - t0
-  b <- as.numeric(coef(fit, s = "lambda.min"))
-  writeBin(as.double(b), file.path(d, sprintf("coef%d.bin", q)), endian = "little")
-  writeBin(as.double(fit$cvm), file.path(d, sprintf("cvm%d.bin", q)), endian = "little")
-  res <- c(res, which(fit$lambda == fit$lambda.min), length(fit$lambda))
-}
-writeBin(as.double(c(secs, res)), file.path(d, "out.bin"), endian = "little")
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from r_glmnet import r_cv_glmnet  # noqa: E402
 
 
 def capture_problems(geno, genes, expr, cov, train, test, seed: int) -> dict[str, tuple]:
@@ -84,31 +60,10 @@ def capture_problems(geno, genes, expr, cov, train, test, seed: int) -> dict[str
     return captured
 
 
-def run_r(X: np.ndarray, y: np.ndarray, problems: list[tuple]) -> tuple[float, list[dict]]:
-    """R's cv.glmnet on each problem; returns (seconds inside R, per-problem results)."""
-    n, p = X.shape
-    with tempfile.TemporaryDirectory(prefix="enet_vs_r_") as tmp:
-        d = Path(tmp)
-        (d / "meta.txt").write_text(f"{n} {p} {len(problems)}\n")
-        (d / "x.bin").write_bytes(np.asarray(X, "<f8").tobytes(order="F"))
-        (d / "y.bin").write_bytes(np.asarray(y, "<f8").tobytes())
-        for q, (rows, fids) in enumerate(problems, start=1):
-            padded = np.zeros(n, "<i4")
-            padded[: len(rows)] = rows
-            (d / f"rows{q}.bin").write_bytes(padded.tobytes())
-            (d / f"n{q}.txt").write_text(f"{len(rows)}\n")
-            _, f1 = np.unique(fids, return_inverse=True)
-            (d / f"fold{q}.bin").write_bytes((f1 + 1).astype("<i4").tobytes())
-        (d / "fit.R").write_text(R_SCRIPT)
-        subprocess.run(["Rscript", str(d / "fit.R"), str(d)], check=True,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
-        out = np.frombuffer((d / "out.bin").read_bytes(), "<f8")
-        res = []
-        for q in range(1, len(problems) + 1):
-            b = np.frombuffer((d / f"coef{q}.bin").read_bytes(), "<f8")
-            res.append({"best": int(out[2 * q - 1]) - 1, "n_lambda": int(out[2 * q]), "intercept": float(b[0]),
-                        "coef": b[1:].copy(), "cvm": np.frombuffer((d / f"cvm{q}.bin").read_bytes(), "<f8").copy()})  # fmt: skip
-        return float(out[0]), res
+def run_r(X: np.ndarray, y: np.ndarray, problems: list[tuple]) -> tuple[float, list]:
+    """R's cv.glmnet on each problem (the tests' oracle runner); returns (seconds inside R, results)."""
+    theirs = [r_cv_glmnet(X[rows], y[rows], fids) for rows, fids in problems]
+    return sum(t.seconds for t in theirs), theirs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,11 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         ours = enet.cv_enet_many(X, y, problems, backend="numba")
         t_ours = time.perf_counter() - t0
         t_r, theirs = run_r(X, y, problems)
-        same_min = sum(o.best_index == t["best"] for o, t in zip(ours, theirs, strict=True))
-        same_snps = sum(np.array_equal(o.coef != 0, t["coef"] != 0) for o, t in zip(ours, theirs, strict=True))
-        pred_diff = max(float(np.abs(X[r] @ o.coef + o.intercept - X[r] @ t["coef"] - t["intercept"]).max() / y.std())
+        same_min = sum(o.best_index == t.best_index for o, t in zip(ours, theirs, strict=True))
+        same_snps = sum(np.array_equal(o.coef != 0, t.coef != 0) for o, t in zip(ours, theirs, strict=True))
+        pred_diff = max(float(np.abs(X[r] @ o.coef + o.intercept - X[r] @ t.coef - t.intercept).max() / y.std())
                         for (r, _), o, t in zip(problems, ours, theirs, strict=True))  # fmt: skip
-        len_diff = max(abs(len(o.lambdas) - t["n_lambda"]) for o, t in zip(ours, theirs, strict=True))
+        len_diff = max(abs(len(o.lambdas) - len(t.lambdas)) for o, t in zip(ours, theirs, strict=True))
         row = {"gene": gene, "n": X.shape[0], "p": X.shape[1], "ours_s": t_ours, "r_s": t_r, "problems": len(problems),
                "same_lambda_min": same_min, "same_snps": same_snps, "max_pred_diff_sd": pred_diff,
                "max_path_length_diff": len_diff}  # fmt: skip

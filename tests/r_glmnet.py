@@ -99,7 +99,8 @@ def r_cv_glmnet(X: NDArray[np.floating], y: NDArray[np.floating], fold_ids: NDAr
         (d / "y.bin").write_bytes(y.tobytes())
         (d / "foldid.bin").write_bytes((fid + 1).astype("<i4").tobytes())
         (d / "fit.R").write_text(_SCRIPT)
-        run = subprocess.run(["Rscript", str(d / "fit.R"), str(d)], capture_output=True, text=True, check=False)
+        run = subprocess.run(["Rscript", str(d / "fit.R"), str(d)], capture_output=True, text=True, check=False,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})  # single-threaded, as our fits  # fmt: skip
         if run.returncode != 0:
             msg = f"Rscript cv.glmnet failed (exit {run.returncode}):\n{run.stderr[-2000:]}"
             raise RuntimeError(msg)

@@ -177,29 +177,41 @@ def _lambda_paths(
 ) -> list[NDArray[np.float64]]:
     """:func:`lambda_path` of ``X[rows], y[rows]`` for every ``rows`` of ``row_sets``, in three
     matrix products (a gene's 66 CV fits each compute their own path, as in ``cv.glmnet``)."""
-    n, p = X.shape
-    F = len(row_sets)
-    W = np.zeros((F, n))
-    for c, rows in enumerate(row_sets):
-        W[c, rows] = 1.0
-    n_fit = W.sum(axis=1)
-    shift = X.mean(axis=0) if n else np.zeros(p)  # centre first: one-pass variances stay accurate
-    Xc = X - shift
-    xm = (W @ Xc) / n_fit[:, None]
-    var = (W @ (Xc * Xc)) / n_fit[:, None] - xm**2
-    scale = np.abs(Xc).max(axis=0, initial=0.0)
-    usable = (var > 1e-12 * scale**2) & (scale > 0)
+    p = X.shape[1]
+    W, n_fit, Xc, _, xs = _fit_moments(X, row_sets)
     ym = (W @ y) / n_fit
     Rc = W * (y[None, :] - ym[:, None])  # sums to 0 over each fit's rows: the column means drop out
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.where(usable, np.abs(Rc @ Xc) / np.sqrt(np.where(usable, var, 1.0)), 0.0)
+    usable = xs > 0
+    g = np.where(usable, np.abs(Rc @ Xc) / np.where(usable, xs, 1.0), 0.0)
     lmax = g.max(axis=1, initial=0.0) / (n_fit * max(alpha, 1e-3))
     paths = []
-    for c in range(F):
+    for c in range(len(row_sets)):
         ratio = lambda_min_ratio if lambda_min_ratio is not None else (0.01 if n_fit[c] < p else 1e-4)
         lm = float(lmax[c]) if np.isfinite(lmax[c]) and lmax[c] > 0 else 1e-8
         paths.append(lm * np.power(ratio, np.arange(n_lambda) / max(n_lambda - 1, 1)))
     return paths
+
+
+def _fit_moments(X: NDArray[np.float64], row_sets: Sequence[NDArray[np.int64]]) -> tuple[NDArray[np.float64], ...]:
+    """Column means and population s.d.s of ``X`` (n, p) over each row subset, in matrix products.
+
+    Returns ``(W, n_fit, Xc, xm, xs)``: ``W`` (F, n) is 1 on each fit's rows, ``n_fit`` (F,) their
+    count, ``Xc = X - X.mean(axis=0)`` (centred first so that one-pass variances stay accurate),
+    ``xm``, ``xs`` (F, p) the means and s.d.s on each fit's rows; ``xs`` is 0 where a column is
+    constant on the fit's rows (variance below 1e-12 of its squared range), as glmnet drops it.
+    """
+    n, p = X.shape
+    W = np.zeros((len(row_sets), n))
+    for c, rows in enumerate(row_sets):
+        W[c, rows] = 1.0
+    n_fit = W.sum(axis=1)
+    shift = X.mean(axis=0) if n else np.zeros(p)
+    Xc = X - shift
+    xm_c = (W @ Xc) / n_fit[:, None]
+    var = (W @ (Xc * Xc)) / n_fit[:, None] - xm_c**2
+    scale = np.maximum(np.abs(Xc).max(axis=0), 1e-300) if n else np.ones(p)
+    xs = np.where(var > 1e-12 * scale**2, np.sqrt(np.maximum(var, 0.0)), 0.0)
+    return W, n_fit, Xc, xm_c + shift, xs
 
 
 def _interp_lambda(
@@ -460,17 +472,7 @@ def _lockstep_fit(
     pu = len(rep)
     k = np.bincount(group[group >= 0], minlength=pu).astype(np.float64)
     Xu = X[:, rep]
-    W = np.zeros((F, n))
-    for c, (rows, *_rest) in enumerate(fits):
-        W[c, rows] = 1.0
-    n_fit = W.sum(axis=1)
-    shift = Xu.mean(axis=0) if n else np.zeros(pu)  # centre first: one-pass variances stay accurate
-    Xc = Xu - shift
-    xm_c = (W @ Xc) / n_fit[:, None]
-    var = (W @ (Xc * Xc)) / n_fit[:, None] - xm_c**2
-    scale = np.maximum(np.abs(Xc).max(axis=0), 1e-300) if n else np.ones(pu)
-    xs = np.where(var > 1e-12 * scale**2, np.sqrt(np.maximum(var, 0.0)), 0.0)
-    xm = xm_c + shift
+    W, n_fit, _, xm, xs = _fit_moments(Xu, [f[0] for f in fits])
     ym = (W @ y) / n_fit
     sy = np.sqrt(np.maximum((W @ (y * y)) / n_fit - ym**2, 0.0))
     sy_safe = np.where(sy > 1e-12 * max(1.0, float(np.abs(y).max(initial=0.0))), sy, 0.0)
@@ -673,19 +675,15 @@ def cv_enet_many(
     own = lambdas is None  # glmnet computes the paths: every fit its own
     if path_stop is None:
         path_stop = own
-    # fits per problem: its folds, then the fit on all its rows (the last one)
-    plan = []  # per problem: (rows, fold ids, [(fit rows, eval rows)], [path per fit])
-    for q, (rows, fids) in enumerate(problems):
-        rows, fids = np.asarray(rows), np.asarray(fids)
-        fits = [(rows[fids != f], rows[fids == f]) for f in np.unique(fids)] + [(rows, rows[:0])]
-        plan.append((rows, fids, fits, None if own else [np.asarray(lambdas[q], dtype=np.float64)] * len(fits)))
+    # per problem: its rows, fold ids, fits ((fit rows, eval rows): its folds, then all its rows) and their paths
+    problems = [(np.asarray(rows), np.asarray(fids)) for rows, fids in problems]
+    fit_sets = [[(r[f_ != f], r[f_ == f]) for f in np.unique(f_)] + [(r, r[:0])] for r, f_ in problems]
     if own:  # one pass over the design for every fit's path
-        all_paths = _lambda_paths(X, y, [fr for _, _, fits, _ in plan for fr, _ in fits], alpha, n_lambda,
-                                  lambda_min_ratio)  # fmt: skip
-        c = 0
-        for i, (rows, fids, fits, _) in enumerate(plan):
-            plan[i] = (rows, fids, fits, all_paths[c : c + len(fits)])
-            c += len(fits)
+        flat = iter(_lambda_paths(X, y, [fr for fits in fit_sets for fr, _ in fits], alpha, n_lambda, lambda_min_ratio))
+        paths = [[next(flat) for _ in fits] for fits in fit_sets]
+    else:
+        paths = [[np.asarray(lambdas[q], dtype=np.float64)] * len(fits) for q, fits in enumerate(fit_sets)]
+    plan = [(rows, fids, fits, ps) for (rows, fids), fits, ps in zip(problems, fit_sets, paths, strict=True)]
     out: list[CVResult | None] = []
     if backend == "numba":
         spec = []
