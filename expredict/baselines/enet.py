@@ -677,6 +677,11 @@ def cv_enet_many(
         path_stop = own
     # per problem: its rows, fold ids, fits ((fit rows, eval rows): its folds, then all its rows) and their paths
     problems = [(np.asarray(rows), np.asarray(fids)) for rows, fids in problems]
+    for q, (rows, fids) in enumerate(problems):
+        if fids.shape != rows.shape:
+            msg = (f"cv_enet: problem {q} has {len(rows)} rows but fold ids of shape {fids.shape}; "
+                   "give one fold id per row (make_fold_ids(n, n_folds, rng))")  # fmt: skip
+            raise ValueError(msg)
     fit_sets = [[(r[f_ != f], r[f_ == f]) for f in np.unique(f_)] + [(r, r[:0])] for r, f_ in problems]
     if own:  # one pass over the design for every fit's path
         flat = iter(_lambda_paths(X, y, [fr for fits in fit_sets for fr, _ in fits], alpha, n_lambda, lambda_min_ratio))

@@ -417,6 +417,12 @@ def test_path_ends_where_glmnet_ends_it(backend: str) -> None:
     assert len(user.lambdas) == 100
 
 
+def test_cv_rejects_fold_ids_of_the_wrong_length() -> None:
+    X, y = _xy(30, 20)
+    with pytest.raises(ValueError, match="30 rows but fold ids of shape"):
+        cv_enet(X, y, fold_ids=np.arange(29) % 5)
+
+
 def test_interp_lambda_is_glmnets_lambda_interp() -> None:
     """Linear in lambda between path values, exact on the path, clamped at both ends."""
     from expredict.baselines.enet import _interp_lambda
