@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from enet_bench import DATA, load
+from enet_bench import DATA, load, split_and_subset
 
 import expredict.baselines.enet as enet
 from expredict.baselines.enet import EnetConfig, fit_enet_genes
@@ -75,12 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     geno, genes, expr, cov, samples, _ = load(args.data)
-    rng = np.random.default_rng(args.seed)  # the split and subset of enet_bench.py
-    perm = rng.permutation(len(samples))
-    n_train = int(round(0.8 * len(samples)))
-    train = [samples[i] for i in sorted(perm[:n_train])]
-    test = [samples[i] for i in sorted(perm[n_train:])]
-    genes = genes[sorted(rng.permutation(genes.height)[: args.n_genes].tolist())]
+    train, test, genes = split_and_subset(samples, genes, args.seed, args.n_genes)
     captured = capture_problems(geno, genes, expr, cov, train, test, args.seed)
     print(f"{len(captured)} genes with a fit ({genes.height} drawn)", flush=True)
 

@@ -61,6 +61,30 @@ def file_fingerprint(path: Path | None) -> Any:
     return [str(path), st.st_size, st.st_mtime_ns]
 
 
+class Progress:
+    """Logs ``label: done/total``, the wall seconds per item and the time left, at most every
+    ``every`` seconds and once at the end, for stages whose genes take minutes in all."""
+
+    def __init__(self, log: Log, label: str, total: int, every: float = 30.0) -> None:
+        self.log, self.label, self.total, self.every = log, label, total, every
+        self.done = 0
+        self.t0 = self.last = time.perf_counter()
+
+    def step(self) -> None:
+        """One item finished."""
+        self.done += 1
+        now = time.perf_counter()
+        if now - self.last < self.every and self.done < self.total:
+            return
+        self.last = now
+        each = (now - self.t0) / self.done
+        if self.done < self.total:
+            left = each * (self.total - self.done) / 60
+            self.log(f"{self.label}: {self.done}/{self.total}, {each:.1f} s each, about {left:.1f} min left")
+        else:
+            self.log(f"{self.label}: {self.done}/{self.total} in {now - self.t0:.1f} s ({each:.1f} s each)")
+
+
 def safe_name(gene_id: str) -> str:
     """A gene id usable as a file name."""
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in gene_id)
@@ -676,10 +700,12 @@ def stage_enet(run: Run) -> dict:
         d = run.path("enet", variant, "genes")
         todo = [g for g in genes if not (d / f"{safe_name(g)}.summary.json").exists()]
         run.log(f"[enet] {variant}: {len(genes)} genes, {len(genes) - len(todo)} already fitted")
+        progress = Progress(run.log, f"[enet] {variant}: genes fitted", len(todo))
         with run.executor() as ex:
             for rec in ex.map_unordered(functools.partial(enet_gene_task, str(run.out), variant), todo):
                 if rec["reason"]:
                     run.log(f"[enet] {variant} {rec['gene_id']}: no model ({rec['reason']})")
+                progress.step()
         done = [g for g in genes if (d / f"{safe_name(g)}.summary.json").exists()]
         summary = pl.DataFrame([json.loads((d / f"{safe_name(g)}.summary.json").read_text()) for g in done], infer_schema_length=None)
         weights = pl.concat([pl.read_parquet(d / f"{safe_name(g)}.weights.parquet") for g in done], how="diagonal_relaxed")

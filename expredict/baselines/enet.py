@@ -97,6 +97,11 @@ DEFAULT_TOL = {"numba": 1e-7, "glmnet": 1e-7, "sklearn": 1e-4}
 """Solver tolerance when ``tol=None``: glmnet's ``thresh`` as in R; scikit-learn's default
 duality-gap tolerance (1e-7 there took ~12x longer on a real 5,000-SNP chr22 window)."""
 
+GRAM32_MIN_TOL = 1e-9
+"""From this ``thresh`` up the numba backend stores its working-set Grams in float32 (a ~10 % faster
+fit, see :mod:`expredict.baselines.enet_cd`); tighter thresholds, which ask for more digits than
+float32's 6e-8 rounding leaves, keep them in float64."""
+
 PATH_STOP = (1e-5, 0.999, 5)
 """glmnet's path termination (``glmnet.control``: ``fdev``, ``devmax``, ``mnlam``). When glmnet
 computes its own lambda sequence (as in PredictDB's ``cv.glmnet`` call) it ends the path after at
@@ -495,9 +500,10 @@ def _lockstep_fit(
         eval_n[c] = len(ev)
         if keep:
             store[c] = int((store >= 0).sum())
+    gram_dtype = np.empty(0, np.float32 if tol >= GRAM32_MIN_TOL else np.float64)
     pred, coef, passes, n_used = lockstep_paths(
         np.ascontiguousarray(Xu.T), xm, xs, 1.0 / k, Yt, W, n_fit, lam1, lam2, eval_rows, eval_n, store,
-        float(tol), int(max_iter), leader, *PATH_STOP,
+        float(tol), int(max_iter), leader, *PATH_STOP, gram_dtype,
     )  # fmt: skip
     n_used = np.minimum(n_used, [len(f[2]) for f in fits])  # paths shorter than L were padded
     members = np.flatnonzero(group >= 0)

@@ -68,6 +68,7 @@ def test_all_stages_produce_their_outputs(full_run):
     assert "random weights" in html.lower() and "data:image/png;base64" in html
     assert (out / "report.md").exists()
     assert (out / "enet" / "model.db").exists() and (out / "enet" / "covariances.txt.gz").exists()
+    assert any(line.startswith(f"[enet] enet: genes fitted: {len(genes)}/{len(genes)} in ") for line in logs), logs
 
 
 def test_test_individuals_never_fitted(full_run):

@@ -165,6 +165,35 @@ def test_lockstep_nested_cv_equals_problem_by_problem() -> None:
         np.testing.assert_allclose(cv.coef, alone.coef, atol=1e-6)
 
 
+def test_float32_gram_at_default_thresh_keeps_what_cv_keeps(monkeypatch) -> None:
+    """The numba backend's float32 working-set Grams (default thresh) against float64 ones."""
+    import expredict.baselines.enet as enet_mod
+    import expredict.baselines.enet_cd as enet_cd
+
+    X, y = _xy(150, 600, seed=5)
+    X = np.hstack([X, X[:, :40]])  # LD copies: merged columns with L2 weight 1/2
+    fids = make_fold_ids(len(y), 10, np.random.default_rng(0))
+    dtypes = []
+    real = enet_cd.lockstep_paths
+
+    def spy(*args):
+        dtypes.append(args[-1].dtype)
+        return real(*args)
+
+    monkeypatch.setattr(enet_cd, "lockstep_paths", spy)
+    f32 = cv_enet(X, y, fold_ids=fids, backend="numba")
+    monkeypatch.setattr(enet_mod, "GRAM32_MIN_TOL", np.inf)
+    f64 = cv_enet(X, y, fold_ids=fids, backend="numba")
+    assert dtypes == [np.float32, np.float64]
+    assert f32.best_index == f64.best_index and f32.n_nonzero == f64.n_nonzero > 0
+    np.testing.assert_array_equal(f32.lambdas, f64.lambdas)
+    # far below what glmnet's thresh 1e-7 leaves unconverged (numba vs glmnet agree to ~5e-4 here)
+    np.testing.assert_allclose(f32.cv_mse, f64.cv_mse, rtol=1e-6)
+    np.testing.assert_allclose(f32.coef, f64.coef, atol=1e-5)
+    cv_enet(X, y, fold_ids=fids, backend="numba", tol=1e-11)  # a tight thresh keeps float64
+    assert dtypes[-1] == np.float64
+
+
 @needs_glmnet
 def test_lambda_path_is_glmnets_and_native_cv_picks_same_lambda() -> None:
     import glmnet
