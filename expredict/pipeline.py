@@ -215,8 +215,9 @@ def stage_keys(config: Config) -> dict[str, str]:
     k["embed"] = digest(["embed", 1, k["haplotypes"], emb])
     k["train"] = digest(["train", 1, k["embed"], config.head.model_dump(mode="json", exclude={"device"}), config.seed])
     # the resolved solver is part of the key: "auto" changing meaning refits instead of reusing old fits
+    # version 5: float32 working-set Grams in the numba kernel (results move by < 1e-8; refit, not reused)
     solver = resolve_backend(config.enet.backend)
-    k["enet"] = digest(["enet", 4, k["prepare"], config.enet.model_dump(mode="json"), solver, config.seed])
+    k["enet"] = digest(["enet", 5, k["prepare"], config.enet.model_dump(mode="json"), solver, config.seed])
     enf = config.enformer.model_dump(mode="json", exclude={"batch_size", "device"})
     k["enformer"] = digest(["enformer", 1, k["prepare"], enf, {x: hap[x] for x in ("reverse_complement_minus", "unphased", "ref_mismatch", "snv_only")}])
     k["evaluate"] = digest(["evaluate", 1, k["train"], k["enet"], k["enformer"]])
