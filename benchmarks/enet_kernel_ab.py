@@ -8,7 +8,8 @@ with the reference kernel and the candidate kernel back to back, swapping their 
 repetition, and reports each kernel's mean time per gene, their ratio and how far their results
 agree (lambda.min index, non-zero count, CV curve).
 
-A kernel is a copy of ``expredict/baselines/enet_cd.py`` with the same ``lockstep_paths`` signature.
+A kernel is a copy of ``expredict/baselines/enet_cd.py`` whose ``lockstep_paths`` takes the same
+arguments, or the leading ones of them (an older kernel: later parameters are dropped for it).
 The reference is that file at a git revision, the candidate the working tree's (or ``--candidate``)::
 
     python benchmarks/enet_kernel_ab.py --ref HEAD --n-genes 8 --reps 2
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import platform
 import subprocess
@@ -58,8 +60,12 @@ def kernel_at(rev: str, into: Path) -> Path:
 
 
 def solve(kernel, X, y, problems):
-    """``cv_enet_many`` (numba backend) with ``kernel.lockstep_paths`` in place of the installed one."""
-    enet_cd.lockstep_paths = kernel.lockstep_paths
+    """``cv_enet_many`` (numba backend) with ``kernel.lockstep_paths`` in place of the installed one.
+
+    A kernel from before a trailing parameter was added (``gram_dtype``) gets the arguments it knows."""
+    fn = kernel.lockstep_paths
+    n_params = len(inspect.signature(fn.py_func).parameters)
+    enet_cd.lockstep_paths = lambda *args: fn(*args[:n_params])
     t0 = time.perf_counter()
     out = enet.cv_enet_many(X, y, problems, backend="numba")
     return time.perf_counter() - t0, out
