@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,32 +41,33 @@ ROOT = Path(__file__).resolve().parents[1]
 KERNEL = "expredict/baselines/enet_cd.py"
 
 
-def load_kernel(path: Path, name: str, into: Path):
-    """Import a copy of a kernel file, under ``into``, as module ``name`` (compiled afresh: numba's
-    cache of ``cache=True`` functions lands next to the copy and is keyed to that module)."""
+def load_kernel(source: str, name: str, into: Path) -> Callable:
+    """``lockstep_paths`` of a kernel's source, imported from a copy under ``into`` as module ``name``
+    (compiled afresh: numba's cache of ``cache=True`` functions lands next to the copy and is keyed
+    to that module). A kernel from before a trailing parameter was added (``gram_dtype``) is
+    called with the leading arguments it knows."""
     copy = into / f"{name}.py"
-    copy.write_text(path.read_text())
+    copy.write_text(source)
     spec = importlib.util.spec_from_file_location(name, copy)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod
-
-
-def kernel_at(rev: str, into: Path) -> Path:
-    """The kernel file as it is at git revision ``rev``, written under ``into``."""
-    text = subprocess.run(["git", "show", f"{rev}:{KERNEL}"], cwd=ROOT, capture_output=True, text=True, check=True)
-    out = into / "kernel_at_rev.txt"
-    out.write_text(text.stdout)
-    return out
-
-
-def solve(kernel, X, y, problems):
-    """``cv_enet_many`` (numba backend) with ``kernel.lockstep_paths`` in place of the installed one.
-
-    A kernel from before a trailing parameter was added (``gram_dtype``) gets the arguments it knows."""
-    fn = kernel.lockstep_paths
+    fn = mod.lockstep_paths
     n_params = len(inspect.signature(fn.py_func).parameters)
-    enet_cd.lockstep_paths = lambda *args: fn(*args[:n_params])
+    return lambda *args: fn(*args[:n_params])
+
+
+def kernel_source_at(rev: str) -> str:
+    """The kernel file's text at git revision ``rev``."""
+    res = subprocess.run(["git", "show", f"{rev}:{KERNEL}"], cwd=ROOT, capture_output=True, text=True)
+    if res.returncode != 0:
+        msg = f"--ref {rev}: git has no {KERNEL} there ({res.stderr.strip()}); give a commit, branch or tag"
+        raise SystemExit(msg)
+    return res.stdout
+
+
+def solve(kernel: Callable, X, y, problems):
+    """``cv_enet_many`` (numba backend) with ``kernel`` in place of the installed ``lockstep_paths``."""
+    enet_cd.lockstep_paths = kernel
     t0 = time.perf_counter()
     out = enet.cv_enet_many(X, y, problems, backend="numba")
     return time.perf_counter() - t0, out
@@ -80,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=2, help="repetitions; the order of the two flips on each")
     ap.add_argument("--seed", type=int, default=20261122)
     args = ap.parse_args(argv)
+    if not args.candidate.is_file():
+        msg = f"--candidate {args.candidate}: no such file; give a copy of {KERNEL}"
+        raise SystemExit(msg)
+    ref_source = kernel_source_at(args.ref)  # both checked before minutes of loading
 
     geno, genes, expr, cov, samples, _ = load(args.data)
     train, test, genes = split_and_subset(samples, genes, args.seed, args.n_genes)
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     installed = enet_cd.lockstep_paths
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        kernels = [load_kernel(kernel_at(args.ref, tmp), "kernel_ref", tmp), load_kernel(args.candidate, "kernel_cand", tmp)]
+        kernels = [load_kernel(ref_source, "kernel_ref", tmp), load_kernel(args.candidate.read_text(), "kernel_cand", tmp)]
         X, y, problems = next(iter(captured.values()))
         for k in kernels:  # compile both before timing
             solve(k, X[:, :300], y, problems[:1])
