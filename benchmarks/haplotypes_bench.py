@@ -1,6 +1,6 @@
 """Haplotype engine benchmark: expredict vs bcftools consensus (1.24 in pysam, Debian CLI) vs GenVarLoader.
 
-Workload (haplotypes.md §8): synthetic 4-Mb chr1, 400 phased samples, ~14 sites/kb (12 % indels
+Workload: synthetic 4-Mb chr1, 400 phased samples, ~14 sites/kb (12 % indels
 <= 10 bp, 60 % of sites at AF 0.1-1 %), normalised (bi-allelic, left-anchored).
 Windows: 200 x 6 kb (160,000 haplotypes) and 10 x 196,608 bp (8,000 haplotypes).
 

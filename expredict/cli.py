@@ -1,7 +1,9 @@
 """Command-line interface: parse arguments, call the library, turn ExpredictError into one line.
 
 Heavy imports (torch, numba, transformers) happen inside the commands, so ``expredict --help``
-is instant.
+is instant. A failing import is not caught: a broken install shows its traceback. Library records
+(``logging``) reach the console through :func:`expredict.logs.configure_logging`, called once
+before any command runs.
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ def _load(config: Path, out: Path | None = None, genes: str | None = None):
     return load_config(config, overrides)
 
 
-def _not_yet(what: str) -> None:
-    typer.echo(f"expredict {what}: not yet implemented", err=True)
-    raise typer.Exit(2)
+@app.callback()
+def _start() -> None:
+    """Set up logging once, before any command (the run engine adds its log file itself)."""
+    from expredict.logs import configure_logging
+
+    configure_logging()
 
 
 @data_app.command("fetch-demo")
@@ -59,7 +64,7 @@ def summarize_cmd(config: ConfigArg) -> None:
     """Load the cohort named by CONFIG, cross-check it, and print what is there."""
     from expredict.cohort import load_cohort, summarize
 
-    typer.echo(summarize(load_cohort(_load(config), log=typer.echo)))
+    typer.echo(summarize(load_cohort(_load(config))))
 
 
 @app.command("haplotypes")
@@ -77,10 +82,8 @@ def haplotypes_cmd(
     ref_mismatch: Annotated[str, typer.Option(help="error | skip")] = "error",
 ) -> None:
     """Write per-individual haplotype sequences for BED regions (bcftools-consensus semantics)."""
-    try:
-        from expredict.haplotypes.fasta import write_haplotypes_fasta
-    except ImportError:
-        _not_yet("haplotypes")
+    from expredict.haplotypes.fasta import write_haplotypes_fasta
+
     aliases = dict(a.split("=", 1) for a in (alias or []))
     stats = write_haplotypes_fasta(
         vcf,
@@ -104,29 +107,23 @@ def tiny_nt_cmd(
     version: Annotated[str, typer.Option(help="v1 (ESM, 6-mer, abs. positions) or v2 (SwiGLU, rotary).")] = "v1",
 ) -> None:
     """Build a tiny random-weight Nucleotide Transformer of the exact v1/v2 architecture (offline tests/demo)."""
-    try:
-        from expredict.embed.model import make_tiny_nt
-    except ImportError:
-        _not_yet("model tiny-nt")
+    from expredict.embed.model import make_tiny_nt
+
     typer.echo(str(make_tiny_nt(version, out)))
 
 
 @model_app.command("tiny-enformer")
 def tiny_enformer_cmd(out: Annotated[Path, typer.Argument(help="Output directory.")]) -> None:
     """Build a tiny random-weight Enformer (offline tests/demo)."""
-    try:
-        from expredict.baselines.enformer import make_tiny_enformer
-    except ImportError:
-        _not_yet("model tiny-enformer")
+    from expredict.baselines.enformer import make_tiny_enformer
+
     typer.echo(str(make_tiny_enformer(out)))
 
 
 def _stage(stage: str, config: Path, out: Path | None, genes: str | None, **kw) -> None:
-    try:
-        from expredict.pipeline import run_pipeline
-    except ImportError:
-        _not_yet(stage)
-    run_pipeline(_load(config, out, genes), stages=[stage], log=typer.echo, **kw)
+    from expredict.run import run_pipeline
+
+    run_pipeline(_load(config, out, genes), stages=[stage], **kw)
 
 
 @app.command("embed")
@@ -155,20 +152,17 @@ def enformer_cmd(config: ConfigArg, out: OutOpt = None, genes: GenesOpt = None) 
 
 @app.command("predict")
 def predict_cmd(
-    models: Annotated[Path, typer.Option(help="Run directory of a trained run (holds heads/ and config).")],
+    models: Annotated[Path, typer.Option(help="Run folder of a finished run (its trained/ models and config).")],
     vcf: Annotated[Path, typer.Option(help="VCF/BCF of the individuals to predict.")],
     out: Annotated[Path, typer.Option(help="Output prefix: writes OUT.parquet and OUT.tsv (genes x individuals).")],
     fasta: Annotated[Path | None, typer.Option(help="Reference FASTA (default: the run's).")] = None,
     samples: Annotated[str | None, typer.Option(help="Comma-separated samples (default: all).")] = None,
+    method: Annotated[str, typer.Option(help="The run's method to predict with.")] = "nt_head",
 ) -> None:
-    """Predict expression for new individuals with the trained per-gene heads."""
-    try:
-        from expredict.predict import predict_cohort
-    except ImportError:
-        _not_yet("predict")
-    path = predict_cohort(
-        models, vcf, out, fasta=fasta, samples=samples.split(",") if samples else None, log=typer.echo
-    )
+    """Predict expression for new individuals with a run's trained models (default: the per-gene heads)."""
+    from expredict.predict import predict_cohort
+
+    path = predict_cohort(models, vcf, out, method=method, fasta=fasta, samples=samples.split(",") if samples else None)
     typer.echo(f"predictions: {path}")
 
 
@@ -184,16 +178,13 @@ def run_cmd(
     ] = None,
 ) -> None:
     """Run the whole pipeline: haplotypes, embeddings, head, elastic net, Enformer, evaluation, report."""
-    try:
-        from expredict.pipeline import run_pipeline
-    except ImportError:
-        _not_yet("run")
+    from expredict.run import run_pipeline
+
     report = run_pipeline(
         _load(config, out, genes),
         stages=stages.split(",") if stages else None,
         chunk=chunk,
         scheduler_address=scheduler_address,
-        log=typer.echo,
     )
     typer.echo(f"report: {report}")
 

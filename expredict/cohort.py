@@ -7,7 +7,7 @@ reference) and reports counts plus the first offenders before any kernel runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +27,8 @@ from expredict.io.expression import (
 )
 from expredict.io.genotypes import GenotypeArrays, read_genotypes, vcf_samples
 from expredict.io.reference import Reference
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,8 +104,12 @@ def genes_fitting_reference(
     return genes.filter(pl.Series(keep, dtype=pl.Boolean)), dropped
 
 
-def load_cohort(config: Config, log: Callable[[str], None] = print, *, check_ref: bool = True) -> Cohort:
-    """Read and cross-check every input named in ``config.data``."""
+def load_cohort(config: Config, *, check_ref: bool = True) -> Cohort:
+    """Read and cross-check every input named in ``config.data``.
+
+    Logs the sample reconciliation (INFO) and, with ``haplotypes.ref_mismatch: skip``, the REF
+    alleles that differ from the FASTA (WARNING).
+    """
     d = config.data
     reference = Reference(d.fasta, d.contig_aliases)
     expr = read_expression(d.expression, d.expression_format)
@@ -128,7 +134,7 @@ def load_cohort(config: Config, log: Callable[[str], None] = print, *, check_ref
         vcf_path=str(d.vcf),
         drop_unmatched=d.drop_unmatched_samples,
     )
-    log(f"samples: {report.summary()}")
+    _log.info("samples: %s", report.summary())
     samples = report.kept
     genotypes: dict[str, GenotypeArrays] = {}
     for contig in genes["contig"].unique(maintain_order=True).to_list():
@@ -143,7 +149,7 @@ def load_cohort(config: Config, log: Callable[[str], None] = print, *, check_ref
                 )
                 raise ReferenceMismatchError(msg)
             if n_bad:
-                log(f"REF mismatches on {contig}: {n_bad} (skipped), e.g. {first[0]}")
+                _log.warning("REF mismatches on %s: %d (skipped), e.g. %s", contig, n_bad, first[0])
         genotypes[contig] = g
     expression = expr.subset(genes["gene_id"].to_list(), samples)
     values = transform(expression.values, config.expression.transform)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from expredict.errors import ConfigError
 
@@ -77,22 +78,113 @@ class EmbeddingConfig(_Section):
 
 
 class HeadConfig(_Section):
-    """Transformer head on embeddings, one per gene."""
+    """The expression head: a small transformer over each haplotype's embedding tokens.
 
-    d_model: int = Field(64, ge=4)
-    n_layers: int = Field(2, ge=1)
-    n_heads: int = Field(4, ge=1)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    combine: Literal["average", "concat"] = "average"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-3, ge=0)
-    max_epochs: int = Field(100, ge=1)
-    patience: int = Field(10, ge=1)
-    mse_weight: float = Field(0.1, ge=0)
-    pairwise_weight: float = Field(1.0, ge=0)
-    batch_size: int = Field(0, ge=0, description="0 = all training individuals in one batch")
-    device: str = "auto"
-    multi_gene: bool = False
+    One head per gene (``multi_gene: true`` adds one head shared by all seen genes). Inputs are
+    standardised, passed through ``Linear(d_in, d_model)`` plus a learned positional embedding, a
+    pre-norm transformer encoder, masked mean pooling and a ``LayerNorm``; the two haplotypes of an
+    individual are then combined (``combine``) into one prediction.
+
+    Loss: ``mse_weight * MSE + pairwise_weight * mean over pairs of individuals i < j of
+    ((y_i - y_j) - (yhat_i - yhat_j))^2``, on targets z-scored per gene over the training
+    individuals. The default is pairwise-dominant: the project scores a gene by the Pearson r
+    across individuals, and the pairwise term rewards exactly that, getting the *differences*
+    between individuals right, whatever the gene's overall level; the small MSE term only keeps
+    the predictions on the target scale. The z-score-only negative control is
+    ``pairwise_weight: 0, mse_weight: 1``.
+
+    AdamW (``lr``, ``weight_decay``), early stopping on the validation individuals. The seed is
+    not part of this section: the run's top-level ``seed`` is passed to the head separately.
+    """
+
+    # -- model --
+    d_model: int = Field(64, ge=4, description="transformer width; must be divisible by n_heads")
+    n_layers: int = Field(2, ge=1, description="transformer encoder layers")
+    n_heads: int = Field(4, ge=1, description="attention heads")
+    dim_feedforward: int = Field(128, ge=1, description="feed-forward width of each encoder layer")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout in the encoder layers")
+    max_tokens: int = Field(1024, ge=1, description="size of the learned positional table; n_tokens must not exceed it")
+    combine: Literal["average", "concat"] = Field(
+        "average",
+        description="average: one linear output per haplotype, the two averaged, so each haplotype's copy of "
+        "the gene contributes additively (as its cis-regulatory sequence acts on its own copy) and the result "
+        "does not depend on the arbitrary phase order; concat: a linear output on the two pooled vectors "
+        "concatenated, symmetrised over the order, (f([a, b]) + f([b, a])) / 2, which can learn dominance",
+    )
+    input_standardize: Literal["token", "feature", "none"] = Field(
+        "token",
+        description="token: centre and scale every (token, feature) over the training individuals' haplotypes, "
+        "which exposes the small between-haplotype differences of frozen embeddings; feature: per feature over "
+        "all tokens; none",
+    )
+    input_scale_floor: float = Field(
+        0.05,
+        description="token mode: floor on the per-(token, feature) sd, as a fraction of that feature's sd over "
+        "all tokens, so that invariant positions are not blown up",
+    )
+    gene_embedding_dim: int = Field(
+        0, ge=0, description="multi-gene mode: width of the gene embedding added to every token (0 = d_model)"
+    )
+    gene_dropout: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="multi-gene mode: probability of replacing a training gene's id by the 'unknown gene' id, "
+        "which is what genes not seen in training use",
+    )
+    # -- training --
+    mse_weight: float = Field(0.1, ge=0, description="weight of the MSE term of the loss")
+    pairwise_weight: float = Field(
+        1.0, ge=0, description="weight of the pairwise term of the loss (mse_weight and pairwise_weight not both 0)"
+    )
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(1e-3, ge=0, description="AdamW weight decay")
+    max_epochs: int = Field(100, ge=1, description="most training epochs")
+    patience: int = Field(10, ge=1, description="stop after this many epochs without an improvement > min_delta")
+    min_delta: float = Field(1e-4, description="smallest change of the early-stopping score that counts")
+    early_stopping_metric: Literal["loss", "r"] = Field(
+        "loss", description="loss: the training loss on the validation individuals; r: their Pearson r"
+    )
+    batch_size: int = Field(
+        0, ge=0, description="individuals per step; 0 = all training individuals in one batch, else >= 2"
+    )
+    genes_per_step: int = Field(8, ge=1, description="multi-gene mode: (gene, batch) pieces per optimiser step")
+    grad_clip: float = Field(1.0, description="max gradient norm (0 = off)")
+    inverse_normal: bool = Field(
+        False, description="inverse-normal transform the targets before the z-score (fitted on training individuals)"
+    )
+    # -- run --
+    device: str = Field("auto", description="torch device for the head (auto = CUDA when available)")
+    multi_gene: bool = Field(
+        False, description="also train one head shared by the seen genes (gene embedding) and score unseen genes"
+    )
+
+    @field_validator("batch_size")
+    @classmethod
+    def _pairs_need_two(cls, v: int) -> int:
+        if v == 1:
+            kind, msg = "head_rule", "must be >= 2 (pairs need two individuals), or 0 for one batch"
+            raise PydanticCustomError(kind, msg)
+        return v
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> HeadConfig:
+        errors = []
+        if self.d_model % self.n_heads:
+            msg = "must be divisible by head.n_heads ({n_heads})"
+            errors.append(("d_model", self.d_model, msg, {"n_heads": self.n_heads}))
+        if self.mse_weight + self.pairwise_weight <= 0:
+            msg = "mse_weight and pairwise_weight must not both be 0"
+            errors.append(("pairwise_weight", self.pairwise_weight, msg, {}))
+        if errors:  # raised as a ValidationError so that each error names its key, not just the section
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    {"type": PydanticCustomError("head_rule", msg, ctx), "loc": (key,), "input": value}
+                    for key, value, msg, ctx in errors
+                ],
+            )
+        return self
 
 
 class EnetConfig(_Section):
@@ -140,6 +232,17 @@ class EnformerConfig(_Section):
     max_genes: int | None = Field(None, ge=1, description="run Enformer on the first n genes only (CPU demos)")
 
 
+class EnsembleConfig(_Section):
+    """A per-gene non-negative stack of other methods' predictions, fitted on the validation individuals."""
+
+    enabled: bool = True
+    members: list[str] = Field(
+        default_factory=lambda: ["enet", "nt_head"],
+        min_length=1,
+        description="methods to stack; members without predictions in the run are left out (logged)",
+    )
+
+
 class SplitConfig(_Section):
     """Individuals split once, shared by every method."""
 
@@ -179,6 +282,7 @@ class Config(_Section):
     head: HeadConfig = HeadConfig()
     enet: EnetConfig = EnetConfig()
     enformer: EnformerConfig = EnformerConfig()
+    ensemble: EnsembleConfig = EnsembleConfig()
     split: SplitConfig = SplitConfig()
     executor: ExecutorConfig = ExecutorConfig()
 

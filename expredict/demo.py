@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -32,6 +33,8 @@ DEMO_EXTRA = ("genotypes.chr22.vcf.gz.tbi", "genes.50percent.chr22.bed.gz.tbi")
 SHARED_REFERENCE = ("grch37_chr22_1-22Mb.fa.gz", "f433af004f3b5ea34e4b461da133d6ff67e080916c647854632055f2a097def1")
 HISAT2_REFERENCE = ("22_20-21M.fa", "5f20f32cf4233e45f91ad3ca2e7928a8b6594040522fe4275b876856c1d9944d")
 REFERENCE_NAME = "reference.fa"
+
+_log = logging.getLogger(__name__)
 
 
 def sha256(path: Path) -> str:
@@ -87,19 +90,20 @@ def find_shared_reference(start: Path | None = None) -> Path | None:
     return None
 
 
-def fetch_demo(data_dir: str | os.PathLike[str] = "data/demo", fasta: str | None = None, log=print) -> Path:
+def fetch_demo(data_dir: str | os.PathLike[str] = "data/demo", fasta: str | None = None) -> Path:
     """Make the demo cohort available under ``data_dir``; return that directory.
 
-    Idempotent: verified files are kept. Writes ``provenance.json`` describing every file.
+    Idempotent: verified files are kept. Writes ``provenance.json`` describing every file. What it
+    downloads and where the reference comes from is logged at INFO.
     """
     root = Path(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     if all(_verified(root / n, d) for n, d in DEMO_FILES.items()) and all((root / n).exists() for n in DEMO_EXTRA):
-        log(f"demo cohort already present and verified in {root}")
+        _log.info("demo cohort already present and verified in %s", root)
     else:
         with tempfile.TemporaryDirectory(dir=root) as tmp:
             t = Path(tmp)
-            log("downloading Debian package qtltools-example (13.6 MB) ...")
+            _log.info("downloading Debian package qtltools-example (13.6 MB) ...")
             deb = _apt_download(QTLTOOLS_DEB[0], t)
             if sha256(deb) != QTLTOOLS_DEB[1]:
                 msg = f"{deb.name}: SHA-256 mismatch (expected {QTLTOOLS_DEB[1]}); the package changed upstream"
@@ -117,8 +121,8 @@ def fetch_demo(data_dir: str | os.PathLike[str] = "data/demo", fasta: str | None
             for name in [*DEMO_FILES, *DEMO_EXTRA]:
                 src = next((t / "ex").rglob(name))
                 os.replace(src, root / name)
-        log(f"demo cohort written to {root}")
-    ref_info = _ensure_reference(root, fasta, log)
+        _log.info("demo cohort written to %s", root)
+    ref_info = _ensure_reference(root, fasta)
     prov = {
         "cohort": "GEUVADIS LCL RNA-seq (RPKM) + 1000 Genomes phase 3 phased SNPs, chr22, 358 individuals, GRCh37",
         "source": "Debian package qtltools-example 1.3.1+dfsg-4 (QTLtools examples)",
@@ -131,7 +135,7 @@ def fetch_demo(data_dir: str | os.PathLike[str] = "data/demo", fasta: str | None
     return root
 
 
-def _ensure_reference(root: Path, fasta: str | None, log) -> dict:
+def _ensure_reference(root: Path, fasta: str | None) -> dict:
     dest = root / REFERENCE_NAME
     info_path = root / "reference.json"
     if fasta is None and dest.exists() and info_path.exists():
@@ -149,7 +153,7 @@ def _ensure_reference(root: Path, fasta: str | None, log) -> dict:
             os.replace(root / (REFERENCE_NAME + ".part"), dest)
         info = {"source": str(src), "sha256": sha256(src), "span": "user-given"}
     elif (shared := find_shared_reference()) is not None and _verified(shared, SHARED_REFERENCE[1]):
-        log(f"reference: {shared} (GRCh37 chr22:1-22,000,000, varfish-annotator test data, MIT)")
+        _log.info("reference: %s (GRCh37 chr22:1-22,000,000, varfish-annotator test data, MIT)", shared)
         part = decompress_if_gzip(shared, root / (REFERENCE_NAME + ".part"))
         os.replace(part, dest)
         info = {
@@ -159,7 +163,7 @@ def _ensure_reference(root: Path, fasta: str | None, log) -> dict:
             "licence": "MIT, varfish-org/varfish-annotator test resources",
         }
     else:
-        log("reference: shared GRCh37 slice not found; falling back to Debian hisat2's 22_20-21M.fa")
+        _log.warning("reference: shared GRCh37 slice not found; falling back to Debian hisat2's 22_20-21M.fa")
         with tempfile.TemporaryDirectory(dir=root) as tmp:
             t = Path(tmp)
             x = _extract_deb(_apt_download("hisat2", t), t)

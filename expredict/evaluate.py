@@ -1,12 +1,13 @@
 """Per-gene cross-individual metrics on held-out individuals, method summaries, head-to-head tests.
 
 The unit of evaluation is one gene: the correlation between predicted and observed expression
-**across the held-out individuals** (science.md §1.1). Correlations across genes are never computed
-here. Every method is scored on the same test individuals and genes; rows are joined on
+**across the held-out individuals**: how well a method ranks people for that gene, which is what
+personal prediction is for. Correlations across genes (which mostly reflect how highly each gene is
+expressed) are never computed here. Every method is scored on the same test individuals and genes; rows are joined on
 ``(gene_id, sample)`` so a method that skipped an individual is scored on fewer (``n_test`` says so).
 
 Input tables are long: ``gene_id, sample, prediction`` and ``gene_id, sample, observed``. A wide
-table (``gene_id`` then one column per sample, as in ``OUT/predictions/<method>.parquet``) is also
+table (``gene_id`` then one column per sample, as written by ``expredict predict``) is also
 accepted and melted first.
 
 Conventions
@@ -51,7 +52,8 @@ PER_GENE_COLUMNS = ("gene_id", "method", "pearson_r", "spearman_r", "r2", "p_val
 """Columns of :func:`per_gene_metrics`, in order (``OUT/metrics/per_gene.parquet`` starts with these)."""
 
 GENE_CLASSES = ("seen_genes_new_individuals", "new_population", "unseen_genes")
-"""Gene classes of science.md §1.3, in report order."""
+"""Gene classes, in report order: genes trained on and scored on new individuals (the main number),
+genes scored on a population not trained on, and genes never trained on (held out by position block)."""
 
 _CLASS_ALIASES = {
     "seen": "seen_genes_new_individuals",
@@ -68,7 +70,7 @@ MIN_N = 3
 
 
 def canonical_gene_class(name: str | None) -> str | None:
-    """Map a gene-class label to its science.md §1.3 name.
+    """Map a gene-class label to its canonical name in :data:`GENE_CLASSES`.
 
     ``seen`` -> ``seen_genes_new_individuals`` and ``unseen`` -> ``unseen_genes`` (the labels of
     ``OUT/splits/genes.tsv``); the canonical names map to themselves; any other label (for example
@@ -261,7 +263,7 @@ def _class_order(classes: Iterable[str]) -> list[str]:
 
 
 def summarize_methods(per_gene: pl.DataFrame) -> pl.DataFrame:
-    """Summarise per-gene metrics per method (science.md §1.1).
+    """Summarise per-gene metrics per method (statistics over genes of the per-gene r).
 
     Parameters
     ----------
@@ -276,7 +278,7 @@ def summarize_methods(per_gene: pl.DataFrame) -> pl.DataFrame:
         genes with a finite r), ``mean_spearman_r, median_r2, frac_p_lt_0.05``; with an
         ``r_ceiling`` column also ``mean_r_ceiling`` and ``mean_r_over_ceiling`` (mean r / mean
         ceiling on the genes that have both); with a ``gene_class`` column, ``mean_r[<class>]`` and
-        ``n_scored[<class>]`` for every class present (science.md order first). Statistics of a
+        ``n_scored[<class>]`` for every class present (:data:`GENE_CLASSES` order first). Statistics of a
         method without any finite r are NaN.
     """
     methods = per_gene["method"].unique(maintain_order=True).to_list()

@@ -1,13 +1,8 @@
-"""Comparison report and metric tables: ``OUT/report.html``, ``OUT/report.md``, ``OUT/metrics``, ``OUT/predictions``.
+"""The comparison report, rendered as two strings: a self-contained HTML page and GitHub Markdown.
 
-Files written (each atomically: temporary sibling, then :func:`os.replace`)::
-
-    OUT/report.html                 self-contained: CSS inline, figures as data:image/png;base64
-    OUT/report.md                   the same tables as GitHub Markdown (figures only in the HTML)
-    OUT/metrics/per_gene.parquet    gene_id, method, pearson_r, spearman_r, r2, p_value, n_test [, extras]
-    OUT/metrics/summary.parquet     summarize_methods(per_gene)
-    OUT/metrics/head_to_head.parquet  one row per method pair
-    OUT/predictions/<method>.parquet  wide: gene_id, then one Float64 column per test individual
+:func:`render_report` returns ``(html, markdown)``; the run engine writes them to
+``OUT/report.html`` and ``OUT/report.md``. The HTML has its CSS inline and its figures as
+``data:image/png;base64``; the Markdown has the same tables (figures only in the HTML).
 
 Figures are drawn with matplotlib's object-oriented API on an Agg canvas (no pyplot, no global
 backend switch), so writing a report is safe in worker processes and threads and needs no display.
@@ -24,18 +19,14 @@ import io
 import itertools
 import json
 import math
-import os
 import platform
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
 
-from expredict.atomic import atomic_write_bytes, atomic_write_parquet
 from expredict.evaluate import (
     PER_GENE_COLUMNS,
     head_to_head_table,
@@ -47,10 +38,9 @@ from expredict.evaluate import (
 __all__ = [
     "DEFAULT_VERSION_PACKAGES",
     "PUBLISHED_CONTEXT",
-    "MetricsPaths",
+    "check_per_gene_table",
     "collect_versions",
-    "write_metrics",
-    "write_report",
+    "render_report",
 ]
 
 DEFAULT_VERSION_PACKAGES = (
@@ -100,7 +90,7 @@ PUBLISHED_CONTEXT: tuple[tuple[str, str, str, str, str], ...] = (
     ),
     ("DGN whole blood, in-cohort 10-fold CV", "-", "R2 0.137 (r ~ 0.37; h2 0.153)", "-", "[6]"),
 )
-"""Published mean Pearson r over genes on held-out individuals (science.md §6)."""
+"""Published mean Pearson r over genes on held-out individuals, with the sources in :data:`_CITATIONS`."""
 
 _CITATIONS = (
     ("[3]", "Sasse et al., Nat Genet 55:2060-2064 (2023), doi:10.1038/s41588-023-01524-6"),
@@ -121,83 +111,18 @@ _CONTEXT_TEXT = (
     "and splits: they frame this report, they are not directly comparable to it."
 )
 
-_METHOD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _MAX_PAIR_PLOTS = 10
 _N_BEST = 4
 
 
-class MetricsPaths(NamedTuple):
-    """Files written by :func:`write_metrics`."""
-
-    per_gene: Path
-    predictions: dict[str, Path]
-
-
-def _check_method_name(method: str) -> str:
-    if not _METHOD_NAME.match(method):
-        msg = (
-            f"method name {method!r} cannot be a file name under OUT/predictions; "
-            "use letters, digits, '_', '.', '+' or '-' (e.g. nt_head, enet, enformer)"
-        )
-        raise ValueError(msg)
-    return method
-
-
-# ---------------------------------------------------------------------------- metrics tables
-def _per_gene_table(per_gene: pl.DataFrame) -> pl.DataFrame:
+def check_per_gene_table(per_gene: pl.DataFrame) -> pl.DataFrame:
+    """The per-gene table with :data:`PER_GENE_COLUMNS` first and extras after (ValueError when one is missing)."""
     missing = [c for c in PER_GENE_COLUMNS if c not in per_gene.columns]
     if missing:
         msg = f"per-gene table lacks columns {missing}; build it with expredict.evaluate.per_gene_metrics"
         raise ValueError(msg)
     extras = [c for c in per_gene.columns if c not in PER_GENE_COLUMNS]
     return per_gene.select(*PER_GENE_COLUMNS, *extras)
-
-
-def _wide_predictions(df: pl.DataFrame) -> pl.DataFrame:
-    long = to_long(df, "prediction")
-    samples = long["sample"].unique(maintain_order=True).to_list()
-    wide = long.pivot(on="sample", index="gene_id", values="prediction", aggregate_function="first")
-    return wide.select("gene_id", *[pl.col(s).cast(pl.Float64) for s in samples]).sort("gene_id")
-
-
-def write_metrics(
-    out_dir: str | os.PathLike[str],
-    per_gene: pl.DataFrame,
-    predictions: Mapping[str, pl.DataFrame],
-) -> MetricsPaths:
-    """Write the evaluation tables under ``out_dir``.
-
-    Parameters
-    ----------
-    out_dir : path
-        The run's output directory ``OUT``.
-    per_gene : pl.DataFrame
-        Concatenated :func:`expredict.evaluate.per_gene_metrics` rows of every method. Written to
-        ``OUT/metrics/per_gene.parquet`` with the columns
-        ``gene_id, method, pearson_r, spearman_r, r2, p_value, n_test`` first, extras after.
-        ``OUT/metrics/summary.parquet`` and ``OUT/metrics/head_to_head.parquet`` are written too.
-    predictions : mapping of str to pl.DataFrame
-        Method name -> test-individual predictions, long (``gene_id, sample, prediction``) or
-        already wide. Each becomes ``OUT/predictions/<method>.parquet``: ``gene_id`` (String) then
-        one Float64 column per sample, in order of first appearance, rows sorted by ``gene_id``.
-
-    Returns
-    -------
-    MetricsPaths
-        The per-gene file and the prediction file of each method.
-    """
-    out = Path(out_dir)
-    table = _per_gene_table(per_gene)
-    per_gene_path = out / "metrics" / "per_gene.parquet"
-    atomic_write_parquet(table, per_gene_path)
-    atomic_write_parquet(summarize_methods(table), out / "metrics" / "summary.parquet")
-    atomic_write_parquet(head_to_head_table(table), out / "metrics" / "head_to_head.parquet")
-    paths = {}
-    for method, df in predictions.items():
-        p = out / "predictions" / f"{_check_method_name(method)}.parquet"
-        atomic_write_parquet(_wide_predictions(df), p)
-        paths[method] = p
-    return MetricsPaths(per_gene_path, paths)
 
 
 # ---------------------------------------------------------------------------- versions
@@ -394,7 +319,7 @@ img { max-width: 100%; }
 
 
 _CLASS_CAPTION = (
-    "Gene classes (science.md 1.3): seen_genes_new_individuals = genes trained on, scored on new individuals "
+    "Gene classes: seen_genes_new_individuals = genes trained on, scored on new individuals "
     "(the main number); new_population = trained on one population, scored on another; unseen_genes = genes "
     "never trained on (held out by chromosome or by position block)."
 )
@@ -423,8 +348,7 @@ def _banner_text(random_weight_methods: Sequence[str]) -> str:
     )
 
 
-def write_report(
-    out_dir: str | os.PathLike[str],
+def render_report(
     per_gene: pl.DataFrame,
     predictions: Mapping[str, pl.DataFrame],
     observed: pl.DataFrame,
@@ -435,13 +359,11 @@ def write_report(
     random_weight_methods: Sequence[str] = (),
     notes: Sequence[str] = (),
     title: str = "expredict: personal gene-expression prediction report",
-) -> Path:
-    """Write ``OUT/report.html`` (self-contained) and ``OUT/report.md``; return the HTML path.
+) -> tuple[str, str]:
+    """The report as ``(html, markdown)`` (the HTML self-contained).
 
     Parameters
     ----------
-    out_dir : path
-        The run's output directory ``OUT``.
     per_gene : pl.DataFrame
         Concatenated :func:`expredict.evaluate.per_gene_metrics` rows of every method (optional
         extra columns ``gene_class``, ``cis_h2``, ``r_ceiling``, ``n_variants`` are shown).
@@ -466,11 +388,10 @@ def write_report(
 
     Returns
     -------
-    Path
-        ``OUT/report.html``.
+    tuple of str
+        The HTML page and the Markdown text.
     """
-    out = Path(out_dir)
-    per_gene = _per_gene_table(per_gene)
+    per_gene = check_per_gene_table(per_gene)
     methods = per_gene["method"].unique(maintain_order=True).to_list()
     versions = dict(versions) if versions is not None else collect_versions()
     rw = list(random_weight_methods)
@@ -516,7 +437,7 @@ def write_report(
     summary_caption = (
         "Per-gene Pearson r between predicted and observed expression across the held-out individuals, "
         "summarised over genes. frac_r_negative: share of genes with r < 0. mean_r[class]: mean r within a "
-        "gene class (science.md 1.3). Genes with constant predictions or fewer than 3 individuals have r = NaN "
+        "gene class (below). Genes with constant predictions or fewer than 3 individuals have r = NaN "
         "and are left out of the r statistics (n_scored)."
     )
     h2h_caption = (
@@ -614,7 +535,4 @@ def write_report(
     md += ["## Data provenance", "", _md_table(tables["provenance"]), ""]
     md += ["## Software versions", "", _md_table(tables["versions"]), ""]
 
-    html_path = out / "report.html"
-    atomic_write_bytes(out / "report.md", "\n".join(md).encode("utf-8"))
-    atomic_write_bytes(html_path, "\n".join(h).encode("utf-8"))
-    return html_path
+    return "\n".join(h), "\n".join(md)

@@ -1,7 +1,14 @@
 """Splits by individual and gene classes, fixed by seed and saved to disk.
 
-Every method (head, elastic net, Enformer) and any outside tool reads the same split files, so the
-same test individuals are held out for every gene (science.md §1.2):
+Splits are by individual, made once from a fixed seed: every method (head, elastic net, Enformer)
+and any outside tool reads the same split files, so the same test individuals are held out for
+every gene. Whatever is fitted (target normalisers, elastic net, head) sees only the ``train``
+individuals; ``val`` individuals are for early stopping only.
+
+Gene classes name the question a score answers: (a) seen genes, new individuals (genes trained on,
+scored on held-out individuals; the main number); (b) seen genes, new population (train on some
+populations, test on another: a population split); (c) unseen genes (genes never trained on).
+The files:
 
 ``OUT/splits/individuals.tsv``
     columns ``sample`` (str) and ``split`` (``train`` / ``val`` / ``test``), one row per individual,
@@ -115,7 +122,7 @@ def make_individual_split(
     populations : sequence of str or mapping sample -> str, default=None
         Population label per sample (aligned with ``samples`` or keyed by sample). When given, the
         split is a population split: every individual of ``test_populations`` is ``test`` and the
-        others are randomly divided into ``train``/``val`` (science.md §1.3 class (b)).
+        others are randomly divided into ``train``/``val`` (the new-population question, class (b)).
     test_populations : sequence of str, default=None
         Populations held out for testing. ``None`` with ``populations`` given picks whole
         populations in a seeded random order until at least ``fractions[2]`` of the individuals are
@@ -185,7 +192,7 @@ def make_gene_split(
     heldout_fraction: float = 0.2,
     buffer_bp: int = 0,
 ) -> pl.DataFrame:
-    """Assign gene classes for the unseen-gene question (science.md §1.3 class (c)).
+    """Assign gene classes for the unseen-gene question (class (c): genes never trained on).
 
     Parameters
     ----------

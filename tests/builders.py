@@ -2,8 +2,8 @@
 
 Everything here writes small files into a caller-given directory. VCFs are bgzipped and
 tabix-indexed through pysam, so no external binaries are needed. The oracle is pysam's bundled
-bcftools 1.24 (``pysam.bcftools.consensus``), run as ``-s S -H h`` on a region FASTA, i.e. the
-canonical semantics of ``docs``/notes ``haplotypes.md``.
+bcftools 1.24 (``pysam.bcftools.consensus``), run as ``-s S -H h`` on a region FASTA: the
+semantics expredict reproduces (``bcftools consensus`` >= 1.20, default ``--regions-overlap 1``).
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ from numpy.typing import NDArray
 from expredict.cache import ArrayCache, sequence_hash
 from expredict.device import resolve_device
 from expredict.errors import ModelLoadError
+from expredict.logs import Progress
 
 __all__ = [
     "BIN_SIZE",
@@ -107,7 +108,7 @@ TRACK_CAGE_BRAIN = 4980
 READOUT_WIDTHS = (3, 10)
 """Centre-bin window widths stored per sequence in the cache (Sasse/Huang ``tss3``, ``tss10``)."""
 FULL_SIZE_TFLOP = 3.29
-"""Forward TFLOP of the full model per 196,608-bp sequence (torch FlopCounter, models.md)."""
+"""Forward TFLOP of the full model per 196,608-bp sequence (counted with torch's FlopCounterMode)."""
 OFFICIAL_HUB_ID = "EleutherAI/enformer-official-rough"
 """Hub id of the official weights ported from TensorFlow."""
 TINY_HPARAMS: dict[str, Any] = {
@@ -621,15 +622,13 @@ def readout_vectors(
     autocast : {"auto", "bfloat16", "float16", None}, default "auto"
         Mixed precision; ``"auto"`` = bfloat16 on CUDA, none (fp32) on CPU.
     progress : bool, default True
-        Show a tqdm progress bar over the sequences to compute (``predict_enformer`` shows one over
-        genes instead).
+        Report progress over the sequences to compute (:class:`expredict.logs.Progress`: a bar on
+        a terminal, log lines otherwise; ``predict_enformer`` reports genes instead).
     flush_every : int, default 64
         Sequences per cache shard.
     stats : dict, optional
         Filled with ``n_sequences``, ``n_distinct``, ``n_cached``, ``n_computed``, ``n_forward_calls``.
     """
-    from tqdm.auto import tqdm
-
     seqs = list(sequences)
     n = len(seqs)
     if batch_size < 1:
@@ -671,7 +670,7 @@ def readout_vectors(
 
     with (
         _Runner(model, tl, dev, amp) as runner,
-        tqdm(total=len(todo), unit="seq", desc="enformer", disable=not progress or not todo) as bar,
+        Progress(_log, "enformer", len(todo), enabled=progress, unit="seq") as bar,
     ):
         for b0 in range(0, len(todo), batch_size):
             bh = todo[b0 : b0 + batch_size]
@@ -682,7 +681,7 @@ def readout_vectors(
             pending_v.append(vals)
             if len(pending_h) >= flush_every:
                 flush()
-            bar.update(len(bh))
+            bar.step(len(bh))
         flush()
     n_forward = runner.n_calls
 
@@ -835,41 +834,39 @@ def predict_enformer(
     lengths: set[int] = set()
     w = READOUT_WIDTHS.index(n_center_bins)
     n_genes = 0
-    from tqdm.auto import tqdm
-
     total = len(haplotype_sets) if hasattr(haplotype_sets, "__len__") else None
-    bar = tqdm(haplotype_sets, total=total, unit="gene", desc="enformer", disable=not progress)
-    for hs in bar:
-        gene = hs.region.name
-        index = np.asarray(hs.index)
-        if len(hs.samples) != index.shape[0]:
-            msg = f"gene {gene}: {len(hs.samples)} samples but haplotype index has {index.shape[0]} rows"
-            raise ValueError(msg)
-        stats: dict[str, int] = {}
-        vec = readout_vectors(
-            hs.sequences,
-            model,
-            cache=cache,
-            target_length=tl,
-            rc_average=rc_average,
-            batch_size=batch_size,
-            device=dev,
-            autocast=amp,
-            progress=False,
-            stats=stats,
-        )
-        for k in totals:
-            totals[k] += stats.get(k, 0)
-        bar.set_postfix(computed=totals["n_computed"], cached=totals["n_cached"], refresh=False)
-        lengths.update(len(s) for s in hs.sequences[:1])
-        per_sample = average_haplotypes(vec[:, w, :], index)  # (n_samples, n_tracks)
-        genes.extend([gene] * len(hs.samples))
-        samples_col.extend(hs.samples)
-        preds.append(per_sample[:, track])
-        if return_features:
-            features[gene] = (list(hs.samples), per_sample.astype(np.float32))
-        n_genes += 1
-    bar.close()
+    with Progress(_log, "enformer: genes", total, enabled=progress, unit="gene") as bar:
+        for hs in haplotype_sets:
+            gene = hs.region.name
+            index = np.asarray(hs.index)
+            if len(hs.samples) != index.shape[0]:
+                msg = f"gene {gene}: {len(hs.samples)} samples but haplotype index has {index.shape[0]} rows"
+                raise ValueError(msg)
+            stats: dict[str, int] = {}
+            vec = readout_vectors(
+                hs.sequences,
+                model,
+                cache=cache,
+                target_length=tl,
+                rc_average=rc_average,
+                batch_size=batch_size,
+                device=dev,
+                autocast=amp,
+                progress=False,
+                stats=stats,
+            )
+            for k in totals:
+                totals[k] += stats.get(k, 0)
+            bar.set_postfix(computed=totals["n_computed"], cached=totals["n_cached"])
+            lengths.update(len(s) for s in hs.sequences[:1])
+            per_sample = average_haplotypes(vec[:, w, :], index)  # (n_samples, n_tracks)
+            genes.extend([gene] * len(hs.samples))
+            samples_col.extend(hs.samples)
+            preds.append(per_sample[:, track])
+            if return_features:
+                features[gene] = (list(hs.samples), per_sample.astype(np.float32))
+            n_genes += 1
+            bar.step()
     df = pl.DataFrame(
         {
             "gene_id": pl.Series(genes, dtype=pl.Utf8),

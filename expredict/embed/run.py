@@ -13,6 +13,7 @@ import numpy as np
 
 from expredict.cache import ArrayCache, sequence_hash
 from expredict.embed.extract import Embedder
+from expredict.logs import Progress
 
 __all__ = ["EmbedStats", "embed_sequences", "open_embedding_cache"]
 
@@ -96,7 +97,8 @@ def embed_sequences(
     batch_size : int, optional
         Windows per forward pass; default is ``embedder.batch_size``.
     progress : bool
-        Show a tqdm progress bar (sequences). Default is True.
+        Report progress over the sequences to embed (:class:`expredict.logs.Progress`: a bar on
+        a terminal, log lines otherwise). Default is True.
     chunk_size : int, optional
         Sequences per cache shard. Default is ``max(16 * batch_size, 256)``.
 
@@ -126,21 +128,12 @@ def embed_sequences(
     hit = cache.contains(hashes)
     todo = [hashes[i] for i in np.flatnonzero(~hit)]
     todo.sort(key=lambda h: len(unique[h]), reverse=True)  # similar lengths share chunks: less padding
-    bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), unit="seq", desc="embed", dynamic_ncols=True)
-    try:
+    with Progress(_log, "embed", len(todo), enabled=progress, unit="seq") as bar:
         for c0 in range(0, len(todo), chunk):
             part = todo[c0 : c0 + chunk]
             values = embedder.embed([unique[h] for h in part])
             cache.put(part, values)
-            if bar is not None:
-                bar.update(len(part))
-    finally:
-        if bar is not None:
-            bar.close()
+            bar.step(len(part))
     info = embedder.loaded.info
     stats = EmbedStats(
         n_input=n_input,

@@ -2,6 +2,7 @@
 
 Public entry points (see :mod:`expredict.haplotypes.build`):
 
+- :func:`tss_haplotypes`: distinct TSS-centred sequences of a gene table (what every stage uses);
 - :func:`iter_unique_haplotypes`: distinct sequences per region plus the (sample, hap) index;
 - :func:`build_haplotypes`: every (region, sample, hap) sequence, not deduplicated;
 - :func:`iter_unique_tiles` / :func:`tile_regions`: fixed tiles of long regions, deduplicated per tile;
@@ -24,6 +25,7 @@ from expredict.haplotypes.build import (
     iter_unique_tiles,
     tile_regions,
 )
+from expredict.haplotypes.tss import tss_haplotypes, tss_regions
 
 __all__ = [
     "MODES",
@@ -38,4 +40,6 @@ __all__ = [
     "iter_unique_haplotypes",
     "iter_unique_tiles",
     "tile_regions",
+    "tss_haplotypes",
+    "tss_regions",
 ]

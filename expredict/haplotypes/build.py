@@ -1,8 +1,10 @@
 """Personal haplotype sequences: windows, validation, kernel calls, projections, deduplication.
 
 Semantics are those of ``bcftools consensus -s S -H 1|2`` (>= 1.20, ``--regions-overlap 1``) on
-a region FASTA; see :mod:`expredict.haplotypes.kernels` for the rules and the project notes
-(``haplotypes.md``) for the measured edge cases. Coordinates are 0-based half-open throughout;
+a region FASTA; see :mod:`expredict.haplotypes.kernels` for the rules. The edge cases (genotype
+selection, overlapping records, window edges) are pinned to bcftools' own output in
+``tests/unit/test_haplotypes_cases.py`` and checked against pysam's bcftools on random inputs in
+``tests/unit/test_haplotypes_oracle.py``. Coordinates are 0-based half-open throughout;
 a :class:`~expredict.coords.Region`'s ``anchor`` is the 0-based TSS base.
 
 Output modes

@@ -12,11 +12,17 @@ Inputs, for one gene:
 ``y``
     float ``(n_individuals,)``: expression of the same individuals (NaN = missing, ignored).
 
+Hyperparameters come as the validated config section :class:`expredict.config.HeadConfig`; the
+seed (the run's top-level ``seed``) is a separate argument. The training functions return objects
+(:class:`GeneHeadFit`, :class:`MultiGeneHeadFit`) and write nothing: where checkpoints and tables go
+is the caller's business.
+
 Checkpoints (``torch.save``; read with ``weights_only=True``): ``format``/``format_version``, the
-``HeadConfig`` as a dict, ``d_in``/``n_tokens``, model ``state_dict``, input mean/scale, the target
-normaliser state, training summary and ``metadata`` (incl. ``random_weights_embeddings``: whether the
-embeddings came from a randomly initialised stand-in model, a label carried into every result).
-Written atomically (temporary sibling, then replace).
+``HeadConfig`` as ``model_dump()`` and the ``seed``, ``d_in``/``n_tokens``, model ``state_dict``,
+input mean/scale, the target normaliser state, training summary and ``metadata`` (incl.
+``random_weights_embeddings``: whether the embeddings came from a randomly initialised stand-in
+model, a label carried into every result). Written atomically (temporary sibling, then replace).
+Checkpoints written before the config merge (seed inside the config, ``batch_size`` null) load too.
 """
 
 from __future__ import annotations
@@ -31,12 +37,14 @@ import numpy as np
 import polars as pl
 import torch
 from numpy.typing import NDArray
+from pydantic import ValidationError
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from expredict.atomic import atomic_path
+from expredict.config import HeadConfig
 from expredict.errors import ModelLoadError
-from expredict.head.model import HaplotypeHead, HeadConfig
+from expredict.head.model import HaplotypeHead
 from expredict.head.train import (
     Task,
     deterministic,
@@ -109,12 +117,18 @@ def _load_checkpoint(path: str | os.PathLike[str], fmt: str) -> dict:
     return ck
 
 
-def _config(config: HeadConfig | Mapping | None) -> HeadConfig:
-    if config is None:
-        return HeadConfig()
-    if isinstance(config, HeadConfig):
-        return config
-    return HeadConfig.from_dict(dict(config))
+def _checkpoint_config(ck: dict, path: str | os.PathLike[str]) -> tuple[HeadConfig, int]:
+    """The checkpoint's ``HeadConfig`` and seed (older checkpoints kept the seed in the config)."""
+    raw = dict(ck["config"])
+    old_seed = raw.pop("seed", 0)
+    seed = int(ck.get("seed", old_seed))
+    if "batch_size" in raw and raw["batch_size"] is None:  # older checkpoints: None = one batch
+        raw["batch_size"] = 0
+    try:
+        return HeadConfig.model_validate(raw), seed
+    except ValidationError as exc:
+        msg = f"{path}: checkpoint head config is not valid: {exc}"
+        raise ModelLoadError(msg) from exc
 
 
 # -- per-gene estimator ---------------------------------------------------------------------------
@@ -123,26 +137,31 @@ class _HeadParams(BaseEstimator):
 
     def __init__(
         self,
-        config: HeadConfig | Mapping | None = None,
+        config: HeadConfig | None = None,
         *,
-        random_state: int | None = None,
+        seed: int = 0,
         device: str = "cpu",
         n_threads: int | None = 1,
         random_weights_embeddings: bool = False,
         metadata: Mapping | None = None,
     ) -> None:
         self.config = config
-        self.random_state = random_state
+        self.seed = seed
         self.device = device
         self.n_threads = n_threads
         self.random_weights_embeddings = random_weights_embeddings
         self.metadata = metadata
 
     def _cfg(self) -> HeadConfig:
-        cfg = _config(self.config)
-        if self.random_state is not None:
-            cfg = HeadConfig(**{**cfg.to_dict(), "seed": int(self.random_state)})
-        return cfg
+        if self.config is None:
+            return HeadConfig()
+        if not isinstance(self.config, HeadConfig):
+            msg = (
+                f"{type(self).__name__}: config must be an expredict.config.HeadConfig (or None for the defaults); "
+                f"got {type(self.config).__name__}"
+            )
+            raise TypeError(msg)
+        return self.config
 
 
 class HeadRegressor(_HeadParams):
@@ -150,12 +169,14 @@ class HeadRegressor(_HeadParams):
 
     Parameters
     ----------
-    config : HeadConfig or mapping, default=None
-        Hyperparameters (``None`` = ``HeadConfig()`` defaults).
-    random_state : int, default=None
-        Overrides ``config.seed`` when given.
+    config : expredict.config.HeadConfig, default=None
+        Hyperparameters (``None`` = ``HeadConfig()`` defaults). ``config.device`` and
+        ``config.multi_gene`` are for the run layer; the estimator uses ``device``.
+    seed : int, default=0
+        Seeds torch (initialisation, dropout) and the numpy generator (shuffling) for ``fit`` and
+        ``predict``; the run passes its top-level ``seed``.
     device : str, default="cpu"
-        Torch device for training and prediction.
+        Torch device for training and prediction (a resolved device, not ``"auto"``).
     n_threads : int, default=1
         ``torch.set_num_threads`` while training and predicting (restored afterwards); ``None``
         leaves torch's setting. One thread is fastest for these tiny heads on CPU; parallelise
@@ -169,6 +190,8 @@ class HeadRegressor(_HeadParams):
     Attributes
     ----------
     model_ : HaplotypeHead
+    config_ : HeadConfig
+    seed_ : int
     normalizer_ : TargetNormalizer
         Per-gene target normaliser fitted on the training individuals of ``fit``.
     input_mean_, input_scale_ : ndarray
@@ -218,12 +241,13 @@ class HeadRegressor(_HeadParams):
             self.n_val_ = int(ok.sum())
             if ok.sum() >= 2:
                 val_tasks = [self._task(e, vidx[ok], self.normalizer_.transform(vy[ok]))]
-        with deterministic(cfg.seed, self.n_threads):
+        seed = int(self.seed)
+        with deterministic(seed, self.n_threads):
             self.model_ = HaplotypeHead(self.d_in_, cfg).to(self.device)
-            res = fit_tasks(self.model_, train, val_tasks, cfg)
+            res = fit_tasks(self.model_, train, val_tasks, cfg, seed=seed)
         self.n_train_ = len(yy)
         self.n_epochs_, self.best_epoch_, self.history_ = res.epochs, res.best_epoch, res.history
-        self.config_ = cfg
+        self.config_, self.seed_ = cfg, seed
         return self
 
     def predict(self, embeddings: NDArray, index: NDArray, *, normalized: bool = False) -> NDArray[np.float64]:
@@ -233,7 +257,7 @@ class HeadRegressor(_HeadParams):
         if e.shape[2] != self.d_in_:
             msg = f"HeadRegressor.predict: embeddings have d={e.shape[2]}; the head was fitted on d={self.d_in_}"
             raise ValueError(msg)
-        with deterministic(self.config_.seed, self.n_threads):
+        with deterministic(self.seed_, self.n_threads):
             z = predict_task(self.model_, self._task(e, idx, None)).astype(np.float64)
         return z if normalized else self.normalizer_.inverse_transform(z)
 
@@ -250,7 +274,8 @@ class HeadRegressor(_HeadParams):
         ck = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "config": self.config_.to_dict(),
+            "config": self.config_.model_dump(),
+            "seed": self.seed_,
             "d_in": self.d_in_,
             "n_tokens": self.n_tokens_,
             "device": str(self.device),
@@ -273,15 +298,16 @@ class HeadRegressor(_HeadParams):
     def load(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> HeadRegressor:
         """Load a checkpoint written by :meth:`save`; predictions equal the saved model's."""
         ck = _load_checkpoint(path, FORMAT)
-        cfg = HeadConfig.from_dict(ck["config"])
+        cfg, seed = _checkpoint_config(ck, path)
         meta = dict(ck["metadata"])
         obj = cls(
             cfg,
+            seed=seed,
             device=device,
             random_weights_embeddings=bool(meta.pop("random_weights_embeddings", False)),
             metadata=meta,
         )
-        obj.config_ = cfg
+        obj.config_, obj.seed_ = cfg, seed
         obj.d_in_, obj.n_tokens_ = int(ck["d_in"]), int(ck["n_tokens"])
         obj.model_ = HaplotypeHead(obj.d_in_, cfg).to(device)
         try:
@@ -321,9 +347,19 @@ def split_rows(splits: Mapping[str, NDArray] | Sequence[str] | NDArray, n: int) 
     return out
 
 
-def _safe_name(gene_id: str) -> str:
-    """Same rule as ``expredict.pipeline.safe_name``: keep alphanumerics and ``._-``."""
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in str(gene_id))
+class GeneHeadFit(NamedTuple):
+    """What :func:`train_gene` returns; nothing is written to disk.
+
+    ``estimator``: the fitted head (``estimator.save(path)`` writes its checkpoint).
+    ``predictions``: one row per individual, columns ``sample`` (str), ``split`` (str:
+    ``train``/``val``/``test``/``other``, ``""`` when in no split), ``y`` (the target as given, NaN =
+    missing) and ``y_pred`` (target units). ``record``: the summary, ``gene_id, n_train, n_val,
+    n_test, epochs, best_epoch, train_r, val_r, test_r, seconds, random_weights_embeddings``.
+    """
+
+    estimator: HeadRegressor
+    predictions: pl.DataFrame
+    record: dict
 
 
 def train_gene(
@@ -332,14 +368,14 @@ def train_gene(
     index: NDArray,
     y: NDArray,
     splits: Mapping[str, NDArray] | Sequence[str] | NDArray,
-    config: HeadConfig | Mapping | None,
-    out_dir: str | os.PathLike[str],
+    config: HeadConfig | None,
     *,
+    seed: int = 0,
     samples: Sequence[str] | None = None,
     random_weights_embeddings: bool = False,
     metadata: Mapping | None = None,
     device: str = "cpu",
-) -> dict:
+) -> GeneHeadFit:
     """Train one gene's head on train individuals, early-stop on val, evaluate on test.
 
     Parameters
@@ -352,43 +388,43 @@ def train_gene(
         training individuals only. NaN = missing.
     splits : mapping split -> int row indices, or one label (train/val/test/other) per individual
         Individuals in no split are predicted but used nowhere.
-    config : HeadConfig, mapping or None
-    out_dir : path
-        Receives ``<gene>.pt`` (checkpoint) and ``<gene>.predictions.tsv`` (columns ``sample``,
-        ``split``, ``y``, ``y_pred``; every individual, ``y_pred`` in target units).
+    config : expredict.config.HeadConfig or None (defaults)
+    seed : int, default=0
+        The run's seed (see :class:`HeadRegressor`).
     samples : sequence of str, default=None
         Sample IDs of the rows (default: row numbers as strings).
+    metadata : mapping, default=None
+        Stored in the estimator's checkpoint metadata, after ``gene_id``.
 
     Returns
     -------
-    dict
-        ``gene_id, n_train, n_val, n_test, epochs, best_epoch, train_r, val_r, test_r, seconds,
-        random_weights_embeddings, checkpoint``.
+    GeneHeadFit
+        ``(estimator, predictions, record)``; nothing is written.
     """
     t0 = time.perf_counter()
     e, idx, yy = _check_inputs(embeddings, index, y, where="train_gene")
     n = len(idx)
-    rows = split_rows(splits, n)
-    finite = np.isfinite(yy)
-    tr, va, te = (rows[k][finite[rows[k]]] for k in SPLITS)
-    meta = {"gene_id": str(gene_id), **dict(metadata or {})}
-    est = HeadRegressor(config, device=device, random_weights_embeddings=random_weights_embeddings, metadata=meta)
-    est.fit(e, idx[tr], yy[tr], val=(idx[va], yy[va]) if len(va) else None)
-    pred = est.predict(e, idx)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = est.save(out / f"{_safe_name(gene_id)}.pt")
-    labels = np.full(n, "", dtype=object)
-    for k in SPLITS:
-        labels[rows[k]] = k
     names = [str(s) for s in samples] if samples is not None else [str(i) for i in range(n)]
     if len(names) != n:
         msg = f"train_gene: {len(names)} samples for {n} individuals"
         raise ValueError(msg)
-    pl.DataFrame({"sample": names, "split": labels.tolist(), "y": yy, "y_pred": pred}).write_csv(
-        out / f"{_safe_name(gene_id)}.predictions.tsv", separator="\t"
+    rows = split_rows(splits, n)
+    finite = np.isfinite(yy)
+    tr, va, te = (rows[k][finite[rows[k]]] for k in SPLITS)
+    meta = {"gene_id": str(gene_id), **dict(metadata or {})}
+    est = HeadRegressor(
+        config, seed=seed, device=device, random_weights_embeddings=random_weights_embeddings, metadata=meta
     )
-    return {
+    est.fit(e, idx[tr], yy[tr], val=(idx[va], yy[va]) if len(va) else None)
+    pred = est.predict(e, idx)
+    labels = np.full(n, "", dtype=object)
+    for k in SPLITS:
+        labels[rows[k]] = k
+    predictions = pl.DataFrame(
+        {"sample": names, "split": labels.tolist(), "y": yy, "y_pred": pred},
+        schema={"sample": pl.String, "split": pl.String, "y": pl.Float64, "y_pred": pl.Float64},
+    )
+    record = {
         "gene_id": str(gene_id),
         "n_train": len(tr),
         "n_val": len(va),
@@ -400,8 +436,8 @@ def train_gene(
         "test_r": pearson_r(pred[te], yy[te]),
         "seconds": time.perf_counter() - t0,
         "random_weights_embeddings": bool(random_weights_embeddings),
-        "checkpoint": str(ckpt),
     }
+    return GeneHeadFit(est, predictions, record)
 
 
 # -- multi-gene mode ------------------------------------------------------------------------------
@@ -450,7 +486,7 @@ class MultiGeneHeadRegressor(_HeadParams):
         self.gene_rows_ = {g: i + 1 for i, g in enumerate(self.gene_ids_)}
         self.normalizers_: dict[str, TargetNormalizer] = {}
         self.input_stats_: dict[str, tuple[NDArray, NDArray]] = {}
-        self.config_ = cfg
+        self.config_, self.seed_ = cfg, int(self.seed)
         d_in = None
         train, val = [], []
         for g, data in genes.items():
@@ -473,9 +509,9 @@ class MultiGeneHeadRegressor(_HeadParams):
             if len(v_ok) >= 2:
                 val.append(Task(x, idx[v_ok], norm.transform(yy[v_ok]).astype(np.float32), gid))
         self.d_in_ = int(d_in)
-        with deterministic(cfg.seed, self.n_threads):
+        with deterministic(self.seed_, self.n_threads):
             self.model_ = HaplotypeHead(self.d_in_, cfg, n_genes=len(self.gene_ids_)).to(self.device)
-            res = fit_tasks(self.model_, train, val, cfg, gene_dropout=cfg.gene_dropout)
+            res = fit_tasks(self.model_, train, val, cfg, seed=self.seed_, gene_dropout=cfg.gene_dropout)
         self.n_epochs_, self.best_epoch_, self.history_ = res.epochs, res.best_epoch, res.history
         return self
 
@@ -489,7 +525,7 @@ class MultiGeneHeadRegressor(_HeadParams):
         mean, scale = self._stats(g, e, reference_index)
         x = torch.as_tensor(standardize(e, mean, scale), device=self.device)
         task = Task(x, idx, np.zeros(len(idx), np.float32), self.gene_rows_.get(g, 0))
-        with deterministic(self.config_.seed, self.n_threads):
+        with deterministic(self.seed_, self.n_threads):
             z = predict_task(self.model_, task)
         z = z.astype(np.float64)
         return self.normalizers_[g].inverse_transform(z) if g in self.normalizers_ else z
@@ -502,7 +538,8 @@ class MultiGeneHeadRegressor(_HeadParams):
         ck = {
             "format": MULTI_FORMAT,
             "format_version": FORMAT_VERSION,
-            "config": self.config_.to_dict(),
+            "config": self.config_.model_dump(),
+            "seed": self.seed_,
             "d_in": self.d_in_,
             "gene_ids": self.gene_ids_,
             "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
@@ -519,14 +556,19 @@ class MultiGeneHeadRegressor(_HeadParams):
     def load(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> MultiGeneHeadRegressor:
         """Load a checkpoint written by :meth:`save`."""
         ck = _load_checkpoint(path, MULTI_FORMAT)
-        cfg = HeadConfig.from_dict(ck["config"])
+        cfg, seed = _checkpoint_config(ck, path)
         meta = dict(ck["metadata"])
         rw = bool(meta.pop("random_weights_embeddings", False))
-        obj = cls(cfg, device=device, random_weights_embeddings=rw, metadata=meta)
-        obj.config_, obj.d_in_, obj.gene_ids_ = cfg, int(ck["d_in"]), list(ck["gene_ids"])
+        obj = cls(cfg, seed=seed, device=device, random_weights_embeddings=rw, metadata=meta)
+        obj.config_, obj.seed_ = cfg, seed
+        obj.d_in_, obj.gene_ids_ = int(ck["d_in"]), list(ck["gene_ids"])
         obj.gene_rows_ = {g: i + 1 for i, g in enumerate(obj.gene_ids_)}
         obj.model_ = HaplotypeHead(obj.d_in_, cfg, n_genes=len(obj.gene_ids_)).to(device)
-        obj.model_.load_state_dict(ck["state_dict"])
+        try:
+            obj.model_.load_state_dict(ck["state_dict"])
+        except RuntimeError as exc:
+            msg = f"{path}: checkpoint weights do not match the head architecture: {exc}"
+            raise ModelLoadError(msg) from exc
         obj.model_.eval()
         obj.input_stats_ = {g: tuple(t.numpy() for t in s) for g, s in ck["input_stats"].items()}
         obj.normalizers_ = {g: TargetNormalizer.from_state(s) for g, s in ck["normalizers"].items()}
@@ -535,35 +577,44 @@ class MultiGeneHeadRegressor(_HeadParams):
         return obj
 
 
+class MultiGeneHeadFit(NamedTuple):
+    """What :func:`train_multi_gene` returns; nothing is written to disk.
+
+    ``estimator``: the shared head (``estimator.save(path)`` writes its checkpoint). ``records``:
+    one per evaluated gene, ``gene_id, gene_class, n_train, n_val, n_test, epochs, best_epoch,
+    val_r, test_r, seconds`` (``seconds`` = shared training time), ``random_weights_embeddings``.
+    """
+
+    estimator: MultiGeneHeadRegressor
+    records: list[dict]
+
+
 def train_multi_gene(
     genes: Mapping[str, GeneData],
     splits: Mapping[str, NDArray] | Sequence[str] | NDArray,
     gene_classes: Mapping[str, str],
-    config: HeadConfig | Mapping | None,
-    out_dir: str | os.PathLike[str],
+    config: HeadConfig | None,
     *,
+    seed: int = 0,
     random_weights_embeddings: bool = False,
     metadata: Mapping | None = None,
     device: str = "cpu",
-) -> list[dict]:
+) -> MultiGeneHeadFit:
     """Multi-gene mode: train on ``seen`` genes, evaluate every gene on the test individuals.
 
     ``gene_classes`` maps gene id -> ``seen``/``unseen``/``buffer`` (``genes.tsv``); ``buffer``
     genes are skipped. The model is trained on the seen genes' train individuals and early-stopped
     on their val individuals; unseen genes get the unknown-gene embedding and input statistics from
-    their training individuals' haplotypes (no targets). Writes ``out_dir/multigene.pt`` and returns
-    one record per evaluated gene: ``gene_id, gene_class, n_train, n_val, n_test, epochs,
-    best_epoch, val_r, test_r, seconds`` (``seconds`` = shared training time), ``random_weights_embeddings``.
+    their training individuals' haplotypes (no targets). ``seed`` is the run's seed. Returns
+    ``(estimator, records)`` (:class:`MultiGeneHeadFit`); nothing is written.
     """
     t0 = time.perf_counter()
     n = len(next(iter(genes.values())).index)
     rows = split_rows(splits, n)
     seen = {g: d for g, d in genes.items() if gene_classes.get(g) == "seen"}
     est = MultiGeneHeadRegressor(
-        config, device=device, random_weights_embeddings=random_weights_embeddings, metadata=metadata
+        config, seed=seed, device=device, random_weights_embeddings=random_weights_embeddings, metadata=metadata
     ).fit(seen, rows["train"], rows["val"])
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    est.save(Path(out_dir) / "multigene.pt")
     fit_seconds = time.perf_counter() - t0
     records = []
     for g, d in genes.items():
@@ -589,4 +640,4 @@ def train_multi_gene(
                 "random_weights_embeddings": bool(random_weights_embeddings),
             }
         )
-    return records
+    return MultiGeneHeadFit(est, records)

@@ -8,7 +8,8 @@ Pairs in the pairwise term are always two individuals of the same gene.
 Determinism: :func:`deterministic` seeds torch (inside :func:`torch.random.fork_rng`, so the
 caller's global RNG state is restored), turns on ``torch.use_deterministic_algorithms`` (warn only)
 and restores the previous setting afterwards. Shuffling uses a ``numpy`` generator from the seed.
-Same seed, data and thread count give identical weights on CPU.
+Same seed, data and thread count give identical weights on CPU. The seed is the run's top-level
+seed, passed separately from the :class:`~expredict.config.HeadConfig` hyperparameters.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from expredict.head.model import HaplotypeHead, HeadConfig
+from expredict.config import HeadConfig
+from expredict.head.model import HaplotypeHead
 
 
 # -- losses ---------------------------------------------------------------------------------------
@@ -43,7 +45,12 @@ def pairwise_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def head_loss(pred: torch.Tensor, target: torch.Tensor, mse_weight: float, pairwise_weight: float) -> torch.Tensor:
-    """``mse_weight * MSE + pairwise_weight * pairwise_loss`` (science.md §5)."""
+    """``mse_weight * MSE + pairwise_weight * pairwise_loss``.
+
+    The pairwise term only sees differences between individuals, so it is blind to the gene's
+    overall level and rewards what the evaluation measures (the ranking and spread of individuals,
+    i.e. the Pearson r across them); the MSE term keeps the predictions on the target scale.
+    """
     loss = pred.new_zeros(())
     if mse_weight:
         loss = loss + mse_weight * torch.mean((pred - target) ** 2)
@@ -177,8 +184,8 @@ def predict_task(model: HaplotypeHead, task: Task, batch_size: int = 4096) -> ND
     return torch.cat(out).cpu().numpy()
 
 
-def _chunks(n: int, batch_size: int | None, rng: np.random.Generator) -> list[NDArray[np.int64]]:
-    if batch_size is None or batch_size >= n:
+def _chunks(n: int, batch_size: int, rng: np.random.Generator) -> list[NDArray[np.int64]]:
+    if not batch_size or batch_size >= n:  # 0: all individuals in one batch (no shuffling draw)
         return [np.arange(n)]
     perm = rng.permutation(n)
     parts = [perm[s : s + batch_size] for s in range(0, n, batch_size)]
@@ -208,18 +215,20 @@ def fit_tasks(
     val: Sequence[Task] | None,
     cfg: HeadConfig,
     *,
+    seed: int,
     gene_dropout: float = 0.0,
     log: Callable[[dict], None] | None = None,
 ) -> FitResult:
     """Train ``model`` in place with AdamW; keep the weights of the best validation epoch.
 
     Each epoch visits every training task once, in minibatches of ``cfg.batch_size`` individuals
-    (``None``: all of a gene's training individuals at once), ``cfg.genes_per_step`` (gene,
+    (``0``: all of a gene's training individuals at once), ``cfg.genes_per_step`` (gene,
     minibatch) pieces per optimiser step; the step loss is the mean of the pieces' losses. Without
-    validation tasks the model trains for ``cfg.max_epochs`` and the last epoch is kept. Call inside
-    :func:`deterministic` for reproducible results.
+    validation tasks the model trains for ``cfg.max_epochs`` and the last epoch is kept. ``seed``
+    drives the shuffling and gene dropout; call inside :func:`deterministic` (same seed) for
+    reproducible results.
     """
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     val = [t for t in (val or []) if len(t.y) >= 2]
     ys = [torch.as_tensor(t.y, device=t.x.device) for t in train]

@@ -1,4 +1,6 @@
-"""Every row of the haplotypes.md edge-case tables (§2.1-2.3), on the 60-bp toy reference."""
+"""Hand-written edge cases on a 60-bp toy reference, expected outputs taken from ``bcftools consensus
+-s S -H 1|2`` (1.16 and 1.24 agree unless a row says otherwise): genotype selection, variant types
+and overlaps, region edges, the chain file."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def _build(d: Path, name: str, recs: list[Rec], regions=(WHOLE,), fasta: str = "
     return [(r.sequences[0], r.sequences[1]) for r in out], out
 
 
-# §2.1 genotype selection: (GT, H1, H2, H1 with 1pIu, H2 with 1pIu)
+# genotype selection, one SNV chr1:2 C>T: (GT, H1, H2, H1 with 1pIu, H2 with 1pIu)
 GT_ROWS = [
     ("0|1", "C", "T", "C", "T"),
     ("1|0", "T", "C", "T", "C"),
@@ -75,7 +77,7 @@ def test_missing_counted(toy: Path) -> None:
     assert out[0].stats["missing"].tolist() == [[2, 1]]
 
 
-# §2.2 variant types and overlaps: (case, records, H1, H2); None = REF
+# variant types and overlaps: (case, records, H1, H2); None = REF
 B_ROWS = [
     (
         "B1",
@@ -214,7 +216,7 @@ def test_soft_masked_reference_keeps_case(toy: Path) -> None:
     assert got[0].startswith("acgt") and "CACCC" in got[0]
 
 
-# §2.3 region edges, bcftools >= 1.20 default (--regions-overlap 1); window chr1:11-20
+# region edges, bcftools >= 1.20 default (--regions-overlap 1); window chr1:11-20
 EDGE_ROWS = [
     (
         "D1",
@@ -254,7 +256,7 @@ def test_contig_absent_from_vcf_is_reference(toy: Path) -> None:
     assert r.sequences == ["ACGTACGT", "ACGTACGT"]
 
 
-def test_chain_matches_notes(toy: Path) -> None:
+def test_chain_matches_bcftools(toy: Path) -> None:
     vcf = write_vcf(toy / "e1c.vcf.gz", B_ROWS[-1][1], ["S"], {"chr1": 60})
     g = read_genotypes(vcf, "chr1")
     ref = Reference(toy / "ref.fa")

@@ -1,7 +1,7 @@
 """Oracle tests: byte equality with pysam's bcftools 1.24 ``consensus -s S -H h`` (ragged mode).
 
-One bcftools run per (sample, haplotype) over all windows of a case (as the notes prescribe),
-so the number of oracle calls stays small.
+One bcftools run per (sample, haplotype) over all windows of a case (a region FASTA holding
+every window, as a cohort pipeline would run it), so the number of oracle calls stays small.
 """
 
 from __future__ import annotations

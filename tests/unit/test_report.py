@@ -1,4 +1,4 @@
-"""Report and metric files for a few methods and genes: contents, banner, embedded figures, parquet columns."""
+"""The rendered report for a few methods and genes: contents, banner, embedded figures, tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from expredict.evaluate import PER_GENE_COLUMNS, per_gene_metrics
-from expredict.report import collect_versions, write_metrics, write_report
+from expredict.report import check_per_gene_table, collect_versions, render_report
 
 GENES = [f"ENSG{i:011d}.{i % 3 + 1}" for i in range(6)]
 SAMPLES = [f"HG{i:05d}" for i in range(12)]
@@ -39,11 +39,10 @@ def run_tables():
     return per_gene, preds, obs
 
 
-def _write(tmp_path, run_tables, **kw):
+def _render(run_tables, **kw) -> tuple[str, str]:
     per_gene, preds, obs = run_tables
     kw.setdefault("versions", {"python": "3.x", "numpy": "2.x"})
-    return write_report(
-        tmp_path,
+    return render_report(
         per_gene,
         preds,
         obs,
@@ -54,18 +53,13 @@ def _write(tmp_path, run_tables, **kw):
 
 
 @pytest.fixture(scope="module")
-def report_dir(tmp_path_factory, run_tables):
+def report(run_tables):
     """One report with a random-weights method, shared by the content tests (figures are slow)."""
-    out = tmp_path_factory.mktemp("report")
-    path = _write(out, run_tables, random_weight_methods=["nt_head"], notes=["window is TSS +- 1 Mb"])
-    assert path == out / "report.html"
-    return out
+    return _render(run_tables, random_weight_methods=["nt_head"], notes=["window is TSS +- 1 Mb"])
 
 
-def test_report_html_contents(report_dir):
-    tmp_path = report_dir
-    path = tmp_path / "report.html"
-    text = path.read_text()
+def test_report_html_contents(report):
+    text = report[0]
     for m in METHODS:
         assert m in text
     for g in GENES:
@@ -80,14 +74,12 @@ def test_report_html_contents(report_dir):
     assert "n_layers: 2" in text
     assert "&lt;b&gt;not html&lt;/b&gt; &amp; more" in text and "<b>not html</b>" not in text
     assert "/data/chr22.vcf.gz" in text and "window is TSS +- 1 Mb" in text
-    assert "0.283" in text and "0.055" in text  # published context (science.md section 6)
+    assert "0.283" in text and "0.055" in text  # published context
     assert "seen_genes_new_individuals" in text and "unseen_genes" in text
-    # only our two files, no temporaries left behind
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.md"]
 
 
-def test_report_markdown_tables(report_dir):
-    md = (report_dir / "report.md").read_text()
+def test_report_markdown_tables(report):
+    md = report[1]
     assert md.startswith("# ")
     assert "> **WARNING: nt_head ran with RANDOM WEIGHTS" in md
     header = next(line for line in md.splitlines() if line.startswith("| method | weights | n_genes"))
@@ -101,40 +93,21 @@ def test_report_markdown_tables(report_dir):
     assert "| python | 3.x |" in md
 
 
-def test_no_banner_without_random_weights(tmp_path, run_tables):
-    text = _write(tmp_path, run_tables).read_text()
+def test_no_banner_without_random_weights(run_tables):
+    text, md = _render(run_tables)
     assert "random-weights-banner" not in text and "RANDOM WEIGHTS" not in text
-    assert "WARNING" not in (tmp_path / "report.md").read_text()
+    assert "WARNING" not in md
 
 
-def test_write_metrics_columns(tmp_path, run_tables):
-    per_gene, preds, _ = run_tables
+def test_per_gene_table_columns(run_tables):
+    per_gene, _, _ = run_tables
     shuffled = per_gene.select(list(reversed(per_gene.columns)))  # any input order
-    paths = write_metrics(tmp_path, shuffled, preds)
-    assert paths.per_gene == tmp_path / "metrics" / "per_gene.parquet"
-    pg = pl.read_parquet(paths.per_gene)
+    pg = check_per_gene_table(shuffled)
     assert pg.columns[:7] == list(PER_GENE_COLUMNS)
     assert set(pg.columns[7:]) == {"gene_class", "cis_h2", "r_ceiling"}
     assert pg.height == len(GENES) * len(METHODS)
-    assert sorted(paths.predictions) == sorted(METHODS)
-    for m in METHODS:
-        p = pl.read_parquet(tmp_path / "predictions" / f"{m}.parquet")
-        assert p.columns == ["gene_id", *SAMPLES]
-        assert p["gene_id"].to_list() == sorted(GENES)
-        assert all(p.schema[s] == pl.Float64 for s in SAMPLES)
-        long = preds[m].filter((pl.col("gene_id") == GENES[1]) & (pl.col("sample") == SAMPLES[3]))["prediction"][0]
-        assert p.filter(pl.col("gene_id") == GENES[1])[SAMPLES[3]][0] == pytest.approx(long)
-    assert (tmp_path / "metrics" / "summary.parquet").exists()
-    assert pl.read_parquet(tmp_path / "metrics" / "head_to_head.parquet").height == 3
-    assert not [p for p in tmp_path.rglob("*.tmp")]
-
-
-def test_write_metrics_rejects_bad_method_name_and_missing_columns(tmp_path, run_tables):
-    per_gene, preds, _ = run_tables
-    with pytest.raises(ValueError, match="cannot be a file name"):
-        write_metrics(tmp_path, per_gene, {"../evil": preds["enet"]})
     with pytest.raises(ValueError, match="lacks columns"):
-        write_metrics(tmp_path, per_gene.drop("spearman_r"), preds)
+        check_per_gene_table(per_gene.drop("spearman_r"))
 
 
 def test_collect_versions_tolerates_missing_packages():
