@@ -6,7 +6,9 @@ and fold ids, and reports per-gene fit time, whole-run time, the backend time ra
 agreement of held-out r on a random 80/20 individual split (fixed seed).
 
 Expression: raw RPKM -> log2(x + 1) -> covariates (3 genotype PCs + 50 expression PCs shipped
-with the data, computed on all 358) regressed out and z-scored with training individuals only.
+with the data, computed on all 358) regressed out and z-scored with training individuals only
+(``expredict.targets.TargetNormalizer``, as the pipeline). Strand-ambiguous SNPs are kept
+(``drop_ambiguous=False``), as in the figures of RESULTS.md.
 
     python benchmarks/enet_bench.py --backends glmnet numba sklearn --n-genes 40 --n-jobs 2
 
@@ -24,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from enet_cohort import fit_enet_genes
 
-from expredict.baselines.enet import EnetConfig, fit_enet_genes
+from expredict.config import EnetConfig
 from expredict.io.genotypes import read_genotypes
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "demo"
@@ -84,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             g = genes.head(args.sklearn_genes)
         if backend == "glmnet" and args.glmnet_genes:
             g = genes.head(args.glmnet_genes)
-        cfg = EnetConfig(backend=backend, nested_cv=not args.no_nested, seed=args.seed)
+        cfg = EnetConfig(backend=backend, nested_cv=not args.no_nested, drop_ambiguous=False)
         t0 = time.perf_counter()
-        res = fit_enet_genes(geno, g, expr, train, test, covariates=cov, config=cfg, n_jobs=args.n_jobs)
+        res = fit_enet_genes(geno, g, expr, train, test, covariates=cov, config=cfg, seed=args.seed, n_jobs=args.n_jobs)
         wall = time.perf_counter() - t0
         res.summary.write_csv(args.out / f"summary_{backend}.csv")
         t1 = time.perf_counter()

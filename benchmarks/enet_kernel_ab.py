@@ -34,8 +34,8 @@ import numpy as np
 from enet_bench import DATA, load, split_and_subset
 from enet_vs_r import capture_problems
 
-import expredict.baselines.enet as enet
 import expredict.baselines.enet_cd as enet_cd
+from expredict.baselines.enet_cv import cv_enet_many
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL = "expredict/baselines/enet_cd.py"
@@ -69,7 +69,7 @@ def solve(kernel: Callable, X, y, problems):
     """``cv_enet_many`` (numba backend) with ``kernel`` in place of the installed ``lockstep_paths``."""
     enet_cd.lockstep_paths = kernel
     t0 = time.perf_counter()
-    out = enet.cv_enet_many(X, y, problems, backend="numba")
+    out = cv_enet_many(X, y, problems, backend="numba")
     return time.perf_counter() - t0, out
 
 

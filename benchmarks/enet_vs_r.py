@@ -26,11 +26,13 @@ import sys
 import time
 from pathlib import Path
 
+import enet_cohort
 import numpy as np
 from enet_bench import DATA, load, split_and_subset
 
 import expredict.baselines.enet as enet
-from expredict.baselines.enet import EnetConfig, fit_enet_genes
+from expredict.baselines.enet_cv import cv_enet_many
+from expredict.config import EnetConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from r_glmnet import r_cv_glmnet  # noqa: E402
@@ -39,9 +41,9 @@ from r_glmnet import r_cv_glmnet  # noqa: E402
 def capture_problems(geno, genes, expr, cov, train, test, seed: int) -> dict[str, tuple]:
     """``(X, y, problems)`` that ``fit_enet_gene`` passes to ``cv_enet_many``, per gene."""
     captured: dict[str, tuple] = {}
-    real = enet.cv_enet_many
+    real = enet.cv_enet_many  # the name fit_enet_gene calls
     current: list[str] = []
-    real_gene = enet.fit_enet_gene
+    real_gene = enet_cohort.fit_enet_gene
 
     def gene_hook(gene_id, *a, **k):
         current[:] = [gene_id]
@@ -51,12 +53,12 @@ def capture_problems(geno, genes, expr, cov, train, test, seed: int) -> dict[str
         captured[current[0]] = (np.array(X), np.array(y), [(np.array(r), np.array(f)) for r, f in problems])
         return real(X, y, problems, **k)
 
-    enet.fit_enet_gene, enet.cv_enet_many = gene_hook, solver_hook
+    enet_cohort.fit_enet_gene, enet.cv_enet_many = gene_hook, solver_hook
     try:
-        cfg = EnetConfig(backend="numba", nested_cv=True, seed=seed)
-        fit_enet_genes(geno, genes, expr, train, test, covariates=cov, config=cfg, n_jobs=1)
+        cfg = EnetConfig(backend="numba", nested_cv=True, drop_ambiguous=False)  # as enet_bench.py
+        enet_cohort.fit_enet_genes(geno, genes, expr, train, test, covariates=cov, config=cfg, seed=seed, n_jobs=1)
     finally:
-        enet.fit_enet_gene, enet.cv_enet_many = real_gene, real
+        enet_cohort.fit_enet_gene, enet.cv_enet_many = real_gene, real
     return captured
 
 
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for gene, (X, y, problems) in captured.items():
         t0 = time.perf_counter()
-        ours = enet.cv_enet_many(X, y, problems, backend="numba")
+        ours = cv_enet_many(X, y, problems, backend="numba")
         t_ours = time.perf_counter() - t0
         t_r, theirs = run_r(X, y, problems)
         same_min = sum(o.best_index == t.best_index for o, t in zip(ours, theirs, strict=True))

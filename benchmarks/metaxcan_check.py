@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from enet_bench import DATA, load
+from enet_cohort import fit_enet_genes
 
-from expredict.baselines.enet import EnetConfig, fit_enet_genes
+from expredict.config import EnetConfig
 from expredict.io.predictdb import predict_from_predictdb
 
 TOLERANCE = 1e-9
@@ -64,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     geno, genes, expr, cov, samples, _ = load(args.data)
     rng = np.random.default_rng(args.seed)
     genes = genes[sorted(rng.permutation(genes.height)[: args.n_genes].tolist())]
-    cfg = EnetConfig(backend="numba", nested_cv=True, seed=args.seed)
-    res = fit_enet_genes(geno, genes, expr, list(samples), [], covariates=cov, config=cfg, n_jobs=args.n_jobs)
+    cfg = EnetConfig(backend="numba", nested_cv=True, drop_ambiguous=False)  # as enet_bench.py
+    res = fit_enet_genes(geno, genes, expr, list(samples), [], covariates=cov, config=cfg, seed=args.seed,
+                         n_jobs=args.n_jobs)  # fmt: skip
     db = out / "model.db"
     res.to_predictdb(str(db), str(out / "covariances.txt.gz"))
 

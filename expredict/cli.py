@@ -80,8 +80,12 @@ def haplotypes_cmd(
     alias: Annotated[list[str] | None, typer.Option(help="Contig alias VCF=FASTA, e.g. chr22=22 (repeatable).")] = None,
     unphased: Annotated[str, typer.Option(help="ignore | iupac | error")] = "ignore",
     ref_mismatch: Annotated[str, typer.Option(help="error | skip")] = "error",
+    threads: Annotated[int | None, typer.Option(help="Threads (default: all cores); output identical.")] = None,
 ) -> None:
-    """Write per-individual haplotype sequences for BED regions (bcftools-consensus semantics)."""
+    """Write per-individual haplotype sequences for BED regions (bcftools-consensus semantics).
+
+    OUT ending in .gz is BGZF-compressed; outputs appear only when complete (atomic rename).
+    """
     from expredict.haplotypes.fasta import write_haplotypes_fasta
 
     aliases = dict(a.split("=", 1) for a in (alias or []))
@@ -97,6 +101,7 @@ def haplotypes_cmd(
         aliases=aliases,
         unphased=unphased,
         ref_mismatch=ref_mismatch,
+        threads=threads,
     )
     typer.echo(str(stats))
 

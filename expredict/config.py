@@ -75,6 +75,12 @@ class EmbeddingConfig(_Section):
     batch_size: int = Field(16, ge=1)
     device: str = "auto"
     cache_dir: Path | None = None
+    random_control: bool = Field(
+        False,
+        description="also train the head on a random-weight twin of the model (same architecture, same haplotypes): "
+        "method nt_random, the control that shows what pretraining adds",
+    )
+    random_control_seed: int = Field(1, description="seed of the random twin's initialisation")
 
 
 class HeadConfig(_Section):
@@ -194,8 +200,8 @@ class EnetConfig(_Section):
     matched_window: int | None = Field(
         None, ge=0, description="second fit on the sequence model's window (bp each side)"
     )
-    maf: float = Field(0.01, ge=0, le=0.5)
-    drop_ambiguous: bool = True
+    maf: float = Field(0.01, ge=0, le=0.5, description="least minor-allele frequency, among training individuals")
+    drop_ambiguous: bool = Field(True, description="drop strand-ambiguous A/T and C/G SNPs, as PredictDB does")
     alpha: float = Field(0.5, gt=0, le=1)
     n_lambda: int = Field(100, ge=2)
     n_folds: int = Field(10, ge=2)

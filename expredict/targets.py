@@ -1,9 +1,9 @@
 """Per-gene target normalisation fitted on training individuals only.
 
-:class:`TargetNormalizer` is the leak-free per-split step (science.md §1.2, §1.4): every statistic
-(the inverse-normal reference distribution, covariate coefficients, mean and sd) is fitted on the
-rows passed to :meth:`TargetNormalizer.fit` — the training individuals — and then applied unchanged
-to validation, test and new individuals. Matrix-wide transforms that use no other individual
+:class:`TargetNormalizer` is the per-split step that keeps held-out individuals out of every
+fitted statistic: the inverse-normal reference distribution, covariate coefficients, mean and sd
+are fitted on the rows passed to :meth:`TargetNormalizer.fit` — the training individuals — and
+then applied unchanged to validation, test and new individuals. Matrix-wide transforms that use no other individual
 (``log1p``) belong to the expression reader.
 
 Steps, in order, each per gene (column):
@@ -13,7 +13,11 @@ Steps, in order, each per gene (column):
    get their usual (tie-averaged) ranks and new values interpolate between them;
 2. optional covariate regression: ordinary least squares of the targets on ``[1, covariates]``
    over training rows; ``y - (c - mean_train(c)) @ beta`` is used for every row;
-3. z-score with the training mean and sd (population sd, ``ddof=0``; a constant gene gets sd 1).
+3. z-score with the training mean and sd (population sd, ``ddof=0``).
+
+A gene constant among the training individuals maps to exactly 0 on every row that holds that
+value (no covariate regression, its value as the mean, sd 1): never NaN or inf, and never the
+round-off of a mean and sd computed from equal values.
 
 Missing targets (NaN) are ignored when fitting and stay NaN.
 """
@@ -122,10 +126,11 @@ class TargetNormalizer(TransformerMixin, BaseEstimator):
         x = np.hstack([np.ones((n, 1)), cc])
         coef = np.zeros((x.shape[1], g))
         ok_all = np.isfinite(a)
+        const = np.array([np.ptp(a[ok_all[:, j], j]) == 0 if ok_all[:, j].any() else True for j in range(g)], bool)
         if use:
             for j in range(g):
                 ok = ok_all[:, j]
-                if ok.sum() > 0:
+                if ok.sum() > 0 and not const[j]:  # a constant gene: nothing to regress
                     coef[:, j] = np.linalg.lstsq(x[ok], a[ok, j], rcond=None)[0]
         self.coef_ = coef[1:]
         resid = a - cc @ self.coef_
@@ -133,7 +138,9 @@ class TargetNormalizer(TransformerMixin, BaseEstimator):
         sd = np.ones(g)
         for j in range(g):
             col = resid[ok_all[:, j], j]
-            if len(col):
+            if len(col) and const[j]:  # exactly 0 after centring (a mean of equal values may round)
+                mean[j] = col[0]
+            elif len(col):
                 mean[j], sd[j] = col.mean(), col.std()
         self.mean_ = mean
         self.scale_ = np.where(sd > 1e-12, sd, 1.0)

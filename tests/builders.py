@@ -199,3 +199,47 @@ def bcftools_consensus(
         args += ["-c", str(chain)]
     text = pysam.bcftools.consensus(*args, str(vcf), catch_stdout=True)
     return [s for _, s in parse_fasta(text)]
+
+
+def fit_enet_cohort(
+    genotypes,
+    genes_table,
+    expression,
+    train_samples: Sequence[str],
+    test_samples: Sequence[str],
+    *,
+    config,
+    seed: int,
+    anchor: str = "gene",
+    covariates=None,
+):
+    """Elastic net of several genes of an in-memory contig, fitted one after the other.
+
+    ``genotypes``: one contig (``GenotypeArrays``) whose samples are ``train_samples + test_samples``;
+    ``genes_table``: ``gene_id, tss`` (0-based) rows; ``expression``: ``gene_id`` + one column per
+    sample; ``covariates``: optional array ``(n_samples, k)`` in sample order. Targets are prepared
+    with ``TargetNormalizer`` on the training individuals; windows are ``config.window`` around the
+    ``anchor``. Returns ``EnetCohortResult.from_fits(...)`` of the library's ``fit_enet_gene`` fits.
+    """
+    import numpy as np
+
+    from expredict.baselines.cis import cis_window, slice_genotypes
+    from expredict.baselines.enet import EnetCohortResult, fit_enet_gene
+    from expredict.targets import TargetNormalizer
+
+    train_samples, test_samples = list(train_samples), list(test_samples)
+    assert genotypes.samples == train_samples + test_samples
+    train_idx = np.arange(len(train_samples))
+    test_idx = np.arange(len(train_samples), genotypes.n_samples)
+    gene_ids = genes_table["gene_id"].to_list()
+    rows = {g: i for i, g in enumerate(expression["gene_id"].to_list())}
+    Y = expression.select(genotypes.samples).to_numpy().astype(np.float64)[[rows[g] for g in gene_ids]].T
+    C = None if covariates is None else np.asarray(covariates, dtype=np.float64)
+    Y = TargetNormalizer().fit(Y[train_idx], None if C is None else C[train_idx]).transform(Y, C)
+    fits = []
+    for j, (gid, tss) in enumerate(zip(gene_ids, genes_table["tss"].to_list(), strict=True)):
+        sl = slice_genotypes(genotypes, *cis_window(int(tss), window=config.window, anchor=anchor))
+        fits.append(fit_enet_gene(gid, sl, Y[train_idx, j], train_idx, test_idx, config=config, seed=seed,
+                                  y_test=Y[test_idx, j]))  # fmt: skip
+    return EnetCohortResult.from_fits(fits, config=config, seed=seed, contig=genotypes.contig,
+                                      n_train=len(train_idx), test_samples=test_samples)  # fmt: skip

@@ -17,7 +17,7 @@ Problem solved for fit ``c`` with fitting rows ``S_c`` (``n_c`` of them), at eac
 
 with ``z_j`` the column standardised on ``S_c`` (population s.d.), ``y~ = (y - mean) / sd`` on
 ``S_c`` and ``lambda~ = lambda / sd(y)`` -- glmnet's internal scaling. ``k_j`` is the number of
-original SNPs merged into column ``j`` (SNPs in perfect LD, see ``enet._collapse_duplicates``):
+original SNPs merged into column ``j`` (SNPs in perfect LD, see ``enet_path._collapse_duplicates``):
 ``k`` identical columns share their weight equally, which is one column with L2 weight ``1 / k``.
 
 Precision: each fit's working-set Gram may be stored in float32 (``gram_dtype``; the caller does

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from expredict.embed.adapter import LoadedModel, ModelAdapter, ModelInfo, get_adapter, register_adapter
 from expredict.embed.extract import Embedder, Pooling, resolve_device
-from expredict.embed.model import NT_ARCHITECTURES, NTAdapter, load_nt, make_tiny_nt, nt_config, random_nt
+from expredict.embed.model import NT_ARCHITECTURES, NTAdapter, load_nt, make_tiny_nt, nt_config, random_nt, random_twin
 from expredict.embed.run import EmbedStats, embed_sequences, open_embedding_cache
 from expredict.embed.tokenizer import NTTokenizer, TokenBatch, TokenLimitError, nt_vocab
 
@@ -43,6 +43,7 @@ __all__ = [
     "nt_vocab",
     "open_embedding_cache",
     "random_nt",
+    "random_twin",
     "register_adapter",
     "resolve_device",
 ]

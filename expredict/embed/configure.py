@@ -25,13 +25,16 @@ def quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def build_embedder(config: EmbeddingConfig, window_length: int, source: str):
+def build_embedder(config: EmbeddingConfig, window_length: int, source: str, *, random_twin_seed: int | None = None):
     """The frozen NT embedder for sequences of ``window_length`` bp, loaded from ``source`` (hub id or directory).
+
+    With ``random_twin_seed`` the model's architecture gets fresh random weights from that seed
+    (:func:`expredict.embed.model.random_twin`, the pretraining control).
 
     ``pooling: bins`` averages the window's ``ceil(window_length / 6)`` tokens into ``n_bins``
     consecutive bins; ``mean`` averages all tokens. Layers are ``(intermediate_layer, layer)`` or ``(layer,)``.
     """
-    from expredict.embed import Embedder, Pooling, load_nt
+    from expredict.embed import Embedder, Pooling, load_nt, random_twin
 
     quiet_transformers()
     layers = (config.layer,) if config.intermediate_layer is None else (config.intermediate_layer, config.layer)
@@ -40,7 +43,10 @@ def build_embedder(config: EmbeddingConfig, window_length: int, source: str):
         pooling = Pooling("bins", bin_tokens=math.ceil(n_tokens / config.n_bins), n_bins=config.n_bins)
     else:
         pooling = Pooling("mean")
-    return Embedder(load_nt(source, revision=config.revision), layers=layers, pooling=pooling,
+    loaded = load_nt(source, revision=config.revision)
+    if random_twin_seed is not None:
+        loaded = random_twin(loaded, seed=random_twin_seed)
+    return Embedder(loaded, layers=layers, pooling=pooling,
                     device=config.device, batch_size=config.batch_size)
 
 

@@ -172,6 +172,23 @@ def random_nt(name: str, *, seed: int = 0, **overrides: Any) -> LoadedModel:
     return _finish(model, cfg, version, f"random:{name}", "random-init", label, random_weights=True, notes=())
 
 
+def random_twin(loaded: LoadedModel, *, seed: int) -> LoadedModel:
+    """The architecture of ``loaded`` (same config, tokenizer and hook points) with freshly initialised
+    random weights: the pretraining control. Embeddings of the twin still tell haplotypes apart, so a head
+    trained on them measures what the architecture and the haplotypes alone give; the real model's gain
+    over it is what pretraining adds. Labelled ``random_weights=True``.
+    """
+    import copy
+
+    cfg = copy.deepcopy(loaded.model.config)
+    version = loaded.info.version
+    torch.manual_seed(seed)
+    model = NTv2Model(cfg) if version == "v2" else EsmModel(cfg, add_pooling_layer=False)
+    label = f"{RANDOM_PREFIX}: random-init twin of {loaded.info.source} (seed {seed}), the pretraining control"
+    return _finish(model, cfg, version, f"random-twin:{loaded.info.source}", f"random-init-seed-{seed}", label,
+                   random_weights=True, notes=())
+
+
 # ---------------------------------------------------------------------- tiny models
 def make_tiny_nt(
     version: NTVersion,

@@ -25,7 +25,18 @@ from expredict.haplotypes.build import (
     iter_unique_tiles,
     tile_regions,
 )
-from expredict.haplotypes.tss import tss_haplotypes, tss_regions
+
+_LAZY = {"tss_haplotypes", "tss_regions"}  # need polars and the config: imported on first use only
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from expredict.haplotypes import tss
+
+        return getattr(tss, name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 __all__ = [
     "MODES",

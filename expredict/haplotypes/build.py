@@ -39,7 +39,9 @@ written uppercase).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -442,6 +444,58 @@ def _validate(prep: _Prepared, reference: Reference, windows: Sequence[_Window],
 
 
 # --------------------------------------------------------------------------------------------
+# threads: the kernels release the GIL, so a thread pool over contiguous pair ranges scales
+# --------------------------------------------------------------------------------------------
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def resolve_threads(threads: int | None) -> int:
+    """``None`` -> all cores (``os.cpu_count()``); otherwise ``threads`` (>= 1)."""
+    if threads is None:
+        return max(1, os.cpu_count() or 1)
+    if int(threads) < 1:
+        msg = f"threads must be >= 1; got {threads}"
+        raise ValueError(msg)
+    return int(threads)
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    pool = _POOLS.get(threads)
+    if pool is None:
+        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="expredict-hap")
+    return pool
+
+
+def _ranges(cum: NDArray[np.int64], parts: int) -> list[tuple[int, int]]:
+    """Split items ``0 .. len(cum) - 2`` (cumulative weights ``cum``) into <= ``parts`` ranges of similar weight."""
+    n = cum.shape[0] - 1
+    if n <= 0:
+        return []
+    if parts <= 1 or n == 1:
+        return [(0, n)]
+    total = int(cum[-1] - cum[0])
+    if total <= 0:
+        cuts = np.linspace(0, n, parts + 1).astype(np.int64)
+    else:
+        targets = cum[0] + (np.arange(1, parts, dtype=np.float64) * (total / parts))
+        cuts = np.concatenate([[0], np.searchsorted(cum[1:], targets, side="left") + 1, [n]])
+        cuts = np.minimum(np.maximum.accumulate(cuts), n)
+    return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+
+
+def _parallel(fn: Callable[[int, int], object], cum: NDArray[np.int64], threads: int) -> None:
+    """Run ``fn(lo, hi)`` over ranges of the items of ``cum`` (cumulative weights), on ``threads`` threads."""
+    parts = _ranges(cum, 1 if threads <= 1 else 4 * threads)
+    if threads <= 1 or len(parts) <= 1:
+        for lo, hi in parts:
+            fn(lo, hi)
+        return
+    for f in [_pool(threads).submit(fn, lo, hi) for lo, hi in parts]:
+        f.result()
+
+
+# --------------------------------------------------------------------------------------------
 # kernel batches
 # --------------------------------------------------------------------------------------------
 
@@ -466,6 +520,12 @@ class _Batch:
             return self.fixed[self.fixed_off[p] : self.fixed_off[p + 1]].tobytes()
         return self.out[self.out_off[p] : self.out_off[p + 1]].tobytes()
 
+    def source(self) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+        """``(buffer, offsets)`` of the output sequences: pair ``p`` is ``buffer[offsets[p] : offsets[p + 1]]``."""
+        if self.fixed is not None and self.fixed_off is not None:
+            return self.fixed, self.fixed_off
+        return self.out, self.out_off
+
 
 def _window_refs(
     prep: _Prepared, reference: Reference, windows: Sequence[_Window]
@@ -485,11 +545,14 @@ def _run_batch(
     pair_hap: NDArray[np.int64],
     mode: str,
     scratch: dict[str, NDArray[np.uint8]] | None = None,
+    threads: int = 1,
 ) -> _Batch:
     """Length pass, fill pass and (fixed modes) projection for one batch of pairs.
 
     ``scratch`` keeps output buffers between batches of one run (avoids re-faulting fresh pages);
     the returned arrays are then only valid until the next call with the same ``scratch``.
+    With ``threads > 1`` each pass runs over contiguous pair ranges on a thread pool (every pair
+    writes only its own slots, so the output is identical to one thread).
     """
     ref, ref_off = _window_refs(prep, reference, windows)
     win_start = np.array([w.start for w in windows], np.int64)
@@ -497,6 +560,7 @@ def _run_batch(
     win_vlo = np.array([w.vlo for w in windows], np.int64)
     win_vhi = np.array([w.vhi for w in windows], np.int64)
     win_anchor = np.array([w.anchor for w in windows], np.int64)
+    win_ref_off = ref_off[:-1].copy()
     n_pair = pair_win.shape[0]
     lengths = np.zeros(n_pair, np.int64)
     anchor_out = np.zeros(n_pair, np.int64)
@@ -505,16 +569,29 @@ def _run_batch(
         prep.starts, prep.ref_ends, prep.allele_first, prep.allele_offsets, prep.allele_bytes, prep.allele_kind,
         prep.allele_trim, prep.var_skip, prep.genotypes,
     )  # fmt: skip
-    wargs = (ref, ref_off[:-1].copy(), win_start, win_end, win_vlo, win_vhi, win_anchor, pair_win, pair_hap)
-    K.haplotype_lengths(*wargs, *common, lengths, anchor_out, stats)
+    wref = (ref, win_ref_off, win_start, win_end, win_vlo, win_vhi, win_anchor)
+    # work per pair ~ window length + records: balance the ranges on it
+    work = np.zeros(n_pair + 1, np.int64)
+    if n_pair:
+        np.cumsum((win_end - win_start + 8 * (win_vhi - win_vlo) + 64)[pair_win], out=work[1:])
+
+    def lengths_range(lo: int, hi: int) -> None:
+        K.haplotype_lengths(*wref, pair_win[lo:hi], pair_hap[lo:hi], *common, lengths[lo:hi], anchor_out[lo:hi],
+                            stats[lo:hi])  # fmt: skip
+
+    _parallel(lengths_range, work, threads)
     out_off = np.zeros(n_pair + 1, np.int64)
     np.cumsum(lengths, out=out_off[1:])
     out = _buffer(scratch, "out", int(out_off[-1]))
-    K.haplotype_fill(*wargs, *common, out, out_off)
+
+    def fill_range(lo: int, hi: int) -> None:
+        K.haplotype_fill(*wref, pair_win[lo:hi], pair_hap[lo:hi], *common, out, out_off[lo:hi])
+
+    _parallel(fill_range, out_off + work, threads)
     fixed = fixed_off = None
     if mode != "ragged":
-        flen = np.array([windows[w].length for w in pair_win.tolist()], np.int64)
-        lead = np.array([windows[w].lead_n for w in pair_win.tolist()], np.int64)
+        flen = np.array([w.length for w in windows], np.int64)[pair_win]
+        lead = np.array([w.lead_n for w in windows], np.int64)[pair_win]
         fixed_off = np.zeros(n_pair + 1, np.int64)
         np.cumsum(flen, out=fixed_off[1:])
         if mode == "center_tss":
@@ -522,7 +599,11 @@ def _run_batch(
         else:
             start_virtual = np.zeros(n_pair, np.int64)
         fixed = _buffer(scratch, "fixed", int(fixed_off[-1]))
-        K.project_fixed(out, out_off, start_virtual, lead, fixed_off, fixed)
+
+        def project_range(lo: int, hi: int) -> None:
+            K.project_fixed(out, out_off[lo : hi + 1], start_virtual[lo:hi], lead[lo:hi], fixed_off[lo : hi + 1], fixed)
+
+        _parallel(project_range, fixed_off, threads)
     return _Batch(windows, pair_win, pair_hap, out, out_off, anchor_out, stats, fixed, fixed_off)
 
 
@@ -607,6 +688,7 @@ def iter_unique_haplotypes(
     run_stats: RunStats | None = None,
     max_pairs: int = 16384,
     max_bytes: int = 128 << 20,
+    threads: int | None = None,
 ) -> Iterator[UniqueHaplotypes]:
     """Yield the distinct haplotypes of each region, in region order.
 
@@ -635,57 +717,132 @@ def iter_unique_haplotypes(
         Accumulates totals (dedup factor) over the run.
     max_pairs, max_bytes : int
         Batch size limits for the kernels (memory bound).
+    threads : int, optional
+        Threads for the kernels (default: all cores, ``os.cpu_count()``); the output is
+        identical for any value.
     """
     prep = _prepare(genotypes, unphased=unphased, ref_mismatch=ref_mismatch, snv_only=snv_only, haploid=haploid)
     windows = _windows(prep, reference, regions, mode, length)
     _validate(prep, reference, windows, unphased)
     n = genotypes.n_samples
-    n_hap = 2 * n
+    nthreads = resolve_threads(threads)
     if run_stats is not None and run_stats.unphased_per_sample is None:
         run_stats.unphased_per_sample = np.zeros(n, np.int64)
-    scratch: dict[str, NDArray[np.uint8]] = {}
-    for batch_windows in _batches(windows, n_hap, max_pairs, max_bytes):
-        keys: list[tuple[NDArray[np.int64], NDArray[np.int64]]] = []
-        pw: list[NDArray[np.int64]] = []
-        ph: list[NDArray[np.int64]] = []
-        for wi, w in enumerate(batch_windows):
-            rep, inverse = _group_rows(prep.genotypes, w.vlo, w.vhi, n_hap)
-            keys.append((rep, inverse))
-            pw.append(np.full(rep.shape[0], wi, np.int64))
-            ph.append(rep)
-        pair_win = np.concatenate(pw) if pw else np.zeros(0, np.int64)
-        pair_hap = np.concatenate(ph) if ph else np.zeros(0, np.int64)
-        b = _run_batch(prep, reference, batch_windows, pair_win, pair_hap, mode, scratch)
+    for gb in _iter_grouped(prep, reference, windows, mode, max_pairs, max_bytes, nthreads, dedup=True):
+        b = gb.batch
+        src, src_off = b.source()
         lengths = np.diff(b.out_off)
-        p0 = 0
-        for w, (rep, inverse) in zip(batch_windows, keys, strict=True):
-            k = rep.shape[0]
-            raw = [b.sequence_bytes(p) for p in range(p0, p0 + k)]
-            seen: dict[bytes, int] = {}
-            remap = np.empty(k, np.int32)
-            uniq: list[bytes] = []
-            for i, s in enumerate(raw):
-                j = seen.get(s)
-                if j is None:
-                    j = seen[s] = len(uniq)
-                    uniq.append(s)
-                remap[i] = j
+        for wi, w in enumerate(gb.windows):
+            p0, p1 = int(gb.win_p0[wi]), int(gb.win_p0[wi + 1])
+            inverse = gb.inverse[wi]
+            remap = gb.uid[p0:p1]
+            new = np.flatnonzero(gb.is_new[p0:p1]) + p0
+            uniq = [src[src_off[q] : src_off[q + 1]].tobytes() for q in new.tolist()]
             index = remap[inverse].reshape(n, 2) if n else np.zeros((0, 2), np.int32)
-            st = b.stats[p0 : p0 + k][inverse]
-            missing = (prep.genotypes[:, w.vlo : w.vhi] == -1).sum(axis=1).astype(np.int32)
-            st[:, K.ST_MISSING] = missing
-            stats = _stats_dict(prep, w, st, lengths[p0 : p0 + k][inverse], b.anchor_out[p0 : p0 + k][inverse])
-            p0 += k
+            stats = gb.stats(prep, wi, lengths)
             u = UniqueHaplotypes(w.region, _finish_strings(uniq, w, reverse_complement_minus), index,
                                  list(genotypes.samples), stats)  # fmt: skip
             if run_stats is not None:
-                run_stats.n_regions += 1
-                run_stats.n_haplotypes += u.n_haplotypes
-                run_stats.n_unique += u.n_unique
-                run_stats.n_bases += int(sum(len(s) for s in uniq))
-                if n:
-                    run_stats.unphased_per_sample += stats["unphased"][:, 0]
+                n_bases = int((src_off[new + 1] - src_off[new]).sum())
+                _account(run_stats, u.n_haplotypes, u.n_unique, n_bases, stats["unphased"][:, 0])
             yield u
+
+
+def _account(run_stats: RunStats, n_haplotypes: int, n_unique: int, n_bases: int, unphased: NDArray[np.int32]) -> None:
+    run_stats.n_regions += 1
+    run_stats.n_haplotypes += n_haplotypes
+    run_stats.n_unique += n_unique
+    run_stats.n_bases += n_bases
+    if run_stats.unphased_per_sample is not None and run_stats.unphased_per_sample.shape[0]:
+        run_stats.unphased_per_sample += unphased
+
+
+@dataclass
+class _Grouped:
+    """One kernel batch, haplotypes grouped by genotype row: window ``i``'s pairs are ``win_p0[i] .. win_p0[i + 1] - 1``.
+
+    ``inverse[i][row]`` is the pair (relative to ``win_p0[i]``) that builds genotype row ``row``;
+    with ``dedup``, ``uid[p]`` is pair ``p``'s distinct-sequence id within its window (first
+    appearance order) and ``is_new[p]`` marks the first pair of each id.
+    """
+
+    windows: list[_Window]
+    batch: _Batch
+    win_p0: NDArray[np.int64]
+    inverse: list[NDArray[np.int64]]
+    uid: NDArray[np.int32]
+    is_new: NDArray[np.uint8]
+
+    def stats(self, prep: _Prepared, wi: int, lengths: NDArray[np.int64]) -> dict[str, NDArray[np.int32]]:
+        """Per-haplotype stats dict of window ``wi`` (``lengths``: ragged lengths of the batch's pairs)."""
+        w = self.windows[wi]
+        p0, p1 = int(self.win_p0[wi]), int(self.win_p0[wi + 1])
+        inverse = self.inverse[wi]
+        b = self.batch
+        st = b.stats[p0:p1][inverse]
+        st[:, K.ST_MISSING] = (prep.genotypes[:, w.vlo : w.vhi] == -1).sum(axis=1).astype(np.int32)
+        return _stats_dict(prep, w, st, lengths[p0:p1][inverse], b.anchor_out[p0:p1][inverse])
+
+
+def _dedup(
+    src: NDArray[np.uint8], src_off: NDArray[np.int64], win_p0: NDArray[np.int64], threads: int
+) -> tuple[NDArray[np.int32], NDArray[np.uint8]]:
+    """Distinct sequences per window (see :func:`kernels.dedup_windows`): ``(uid, is_new)`` per pair."""
+    n_pair = src_off.shape[0] - 1
+    hashes = np.empty(n_pair, np.uint64)
+    uid = np.zeros(n_pair, np.int32)
+    is_new = np.zeros(n_pair, np.uint8)
+
+    def hash_range(lo: int, hi: int) -> None:
+        K.hash_sequences(src, src_off[lo : hi + 1], hashes[lo:hi])
+
+    def dedup_range(lo: int, hi: int) -> None:
+        K.dedup_windows(src, src_off, hashes, win_p0[lo : hi + 1], uid, is_new)
+
+    _parallel(hash_range, src_off, threads)
+    _parallel(dedup_range, src_off[win_p0] + win_p0, threads)
+    return uid, is_new
+
+
+def _iter_grouped(
+    prep: _Prepared,
+    reference: Reference,
+    windows: list[_Window],
+    mode: str,
+    max_pairs: int,
+    max_bytes: int,
+    threads: int,
+    *,
+    dedup: bool,
+) -> Iterator[_Grouped]:
+    """Kernel batches of a run: one pair per distinct genotype row per window, optionally deduplicated.
+
+    The yielded arrays are reused by the next batch (consume each before advancing).
+    """
+    n_hap = 2 * prep.g.n_samples
+    scratch: dict[str, NDArray[np.uint8]] = {}
+    for batch_windows in _batches(windows, n_hap, max_pairs, max_bytes):
+        nw = len(batch_windows)
+
+        def group(w: _Window) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+            return _group_rows(prep.genotypes, w.vlo, w.vhi, n_hap)
+
+        if threads > 1 and nw > 1:
+            keys = list(_pool(threads).map(group, batch_windows))
+        else:
+            keys = [group(w) for w in batch_windows]
+        counts = np.fromiter((rep.shape[0] for rep, _ in keys), np.int64, nw)
+        win_p0 = np.zeros(nw + 1, np.int64)
+        np.cumsum(counts, out=win_p0[1:])
+        pair_win = np.repeat(np.arange(nw, dtype=np.int64), counts)
+        pair_hap = np.concatenate([rep for rep, _ in keys]) if nw else np.zeros(0, np.int64)
+        b = _run_batch(prep, reference, batch_windows, pair_win, pair_hap, mode, scratch, threads)
+        n_pair = pair_win.shape[0]
+        if dedup and n_pair:
+            uid, is_new = _dedup(*b.source(), win_p0, threads)
+        else:
+            uid, is_new = np.zeros(n_pair, np.int32), np.ones(n_pair, np.uint8)
+        yield _Grouped(batch_windows, b, win_p0, [inv for _, inv in keys], uid, is_new)
 
 
 def _group_rows(genotypes: NDArray[np.int8], vlo: int, vhi: int, n_hap: int) -> tuple[NDArray[np.int64], NDArray]:
@@ -713,23 +870,26 @@ def build_haplotypes(
     ref_mismatch: str = "error",
     snv_only: bool = False,
     haploid: str = "ref",
+    threads: int | None = None,
 ) -> list[RegionHaplotypes]:
     """Every (region, sample, haplotype) sequence, not deduplicated (tests, CLI, small inputs).
 
     Same parameters as :func:`iter_unique_haplotypes` (default ``mode="ragged"``); returns one
-    :class:`RegionHaplotypes` per region with ``sequences[2 * sample + hap]``.
+    :class:`RegionHaplotypes` per region with ``sequences[2 * sample + hap]``. ``threads``: kernel
+    threads (default all cores; identical output for any value).
     """
     prep = _prepare(genotypes, unphased=unphased, ref_mismatch=ref_mismatch, snv_only=snv_only, haploid=haploid)
     windows = _windows(prep, reference, regions, mode, length)
     _validate(prep, reference, windows, unphased)
     n_hap = 2 * genotypes.n_samples
+    nthreads = resolve_threads(threads)
     result: list[RegionHaplotypes] = []
     scratch: dict[str, NDArray[np.uint8]] = {}
     for batch_windows in _batches(windows, n_hap, 16384, 128 << 20):
         nw = len(batch_windows)
         pair_win = np.repeat(np.arange(nw, dtype=np.int64), n_hap)
         pair_hap = np.tile(np.arange(n_hap, dtype=np.int64), nw)
-        b = _run_batch(prep, reference, batch_windows, pair_win, pair_hap, mode, scratch)
+        b = _run_batch(prep, reference, batch_windows, pair_win, pair_hap, mode, scratch, nthreads)
         lengths = np.diff(b.out_off)
         for wi, w in enumerate(batch_windows):
             sl = slice(wi * n_hap, (wi + 1) * n_hap)

@@ -453,3 +453,229 @@ def haplotype_blocks(
         frz = c1 - 1
         prev_ins = alen > rlen
     return nb
+
+
+# --------------------------------------------------------------------------------------------
+# output: sequence dedup and byte-level record formatting (no Python object per haplotype)
+# --------------------------------------------------------------------------------------------
+
+_H_SEED = np.uint64(0x9E3779B97F4A7C15)
+_H_MUL = np.uint64(0xFF51AFD7ED558CCD)
+
+
+@njit(nogil=True, cache=True)
+def hash_sequences(src: np.ndarray, src_off: np.ndarray, hashes: np.ndarray) -> None:
+    """64-bit hash of ``src[src_off[p] : src_off[p + 1]]`` into ``hashes[p]`` (8 bytes per step).
+
+    Only a pre-filter: equal hashes are confirmed byte by byte (:func:`dedup_windows`).
+    """
+    s8 = np.uint64(8)
+    s16 = np.uint64(16)
+    s24 = np.uint64(24)
+    s32 = np.uint64(32)
+    s29 = np.uint64(29)
+    for p in range(hashes.shape[0]):
+        a = src_off[p]
+        n = src_off[p + 1] - a
+        h = _H_SEED ^ np.uint64(n)
+        nw = n // 4
+        for i in range(nw):
+            j = a + 4 * i
+            w = (
+                np.uint64(src[j])
+                | (np.uint64(src[j + 1]) << s8)
+                | (np.uint64(src[j + 2]) << s16)
+                | (np.uint64(src[j + 3]) << s24)
+            )
+            h = (h ^ w) * _H_MUL
+            h ^= h >> s29
+        for j in range(a + 4 * nw, a + n):
+            h = (h ^ (np.uint64(src[j]) << s32)) * _H_MUL
+        hashes[p] = h ^ (h >> s29)
+
+
+@njit(nogil=True, cache=True)
+def _same_bytes(src: np.ndarray, src_off: np.ndarray, p: int, q: int) -> bool:
+    a = src_off[p]
+    n = src_off[p + 1] - a
+    b = src_off[q]
+    if src_off[q + 1] - b != n:
+        return False
+    for i in range(n):
+        if src[a + i] != src[b + i]:
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def dedup_windows(
+    src: np.ndarray, src_off: np.ndarray, hashes: np.ndarray, win_p0: np.ndarray, uid: np.ndarray, is_new: np.ndarray
+) -> None:
+    """Distinct sequences per window, in order of first appearance (a ``dict`` on the bytes).
+
+    Window ``w`` holds pairs ``win_p0[w] .. win_p0[w + 1] - 1`` (``win_p0`` may be a slice of a
+    larger offset array; pair indices are absolute). ``uid[p]``: index of pair ``p``'s sequence
+    among the window's distinct ones; ``is_new[p] = 1`` at its first appearance.
+    """
+    for w in range(win_p0.shape[0] - 1):
+        lo = win_p0[w]
+        k = win_p0[w + 1] - lo
+        if k == 0:
+            continue
+        order = np.argsort(hashes[lo : lo + k], kind="mergesort")
+        first = np.empty(k, np.int64)
+        i = 0
+        while i < k:
+            hv = hashes[lo + order[i]]
+            j = i + 1
+            while j < k and hashes[lo + order[j]] == hv:
+                j += 1
+            for a in range(i, j):  # stable sort: increasing pair order within the run
+                pa = order[a]
+                first[pa] = pa
+                for b in range(i, a):
+                    pb = order[b]
+                    if first[pb] == pb and _same_bytes(src, src_off, lo + pa, lo + pb):
+                        first[pa] = pb
+                        break
+            i = j
+        nxt = 0
+        for a in range(k):
+            if first[a] == a:
+                uid[lo + a] = nxt
+                is_new[lo + a] = 1
+                nxt += 1
+            else:
+                uid[lo + a] = uid[lo + first[a]]
+                is_new[lo + a] = 0
+
+
+@njit(nogil=True, cache=True)
+def _put_int(buf: np.ndarray, o: int, x: int) -> int:
+    n = 1
+    y = x
+    while y >= 10:
+        y //= 10
+        n += 1
+    for i in range(n - 1, -1, -1):
+        buf[o + i] = 48 + x % 10
+        x //= 10
+    return o + n
+
+
+@njit(nogil=True, cache=True)
+def fasta_records(
+    buf: np.ndarray,
+    rec_off: np.ndarray,
+    rec_win: np.ndarray,
+    rec_sample: np.ndarray,
+    rec_tag: np.ndarray,
+    rec_pair: np.ndarray,
+    unique: bool,
+    name_bytes: np.ndarray,
+    name_off: np.ndarray,
+    sample_bytes: np.ndarray,
+    sample_off: np.ndarray,
+    win_rc: np.ndarray,
+    src: np.ndarray,
+    src_off: np.ndarray,
+    lut: np.ndarray,
+    width: int,
+    r0: int,
+    r1: int,
+) -> None:
+    """FASTA records ``r0 .. r1 - 1`` into ``buf[rec_off[r] - rec_off[0] : ...]``.
+
+    Header ``>NAME SAMPLE TAG`` (or ``>NAME uTAG`` when ``unique``), then the sequence of pair
+    ``rec_pair[r]`` (``src[src_off[p] : src_off[p + 1]]``; reverse-complemented through ``lut``
+    when ``win_rc[rec_win[r]]``) wrapped at ``width`` columns, each line ending in ``\\n``.
+    """
+    base = rec_off[0]
+    for r in range(r0, r1):
+        o = rec_off[r] - base
+        w = rec_win[r]
+        buf[o] = 62  # ">"
+        o += 1
+        n0 = name_off[w]
+        nl = name_off[w + 1] - n0
+        buf[o : o + nl] = name_bytes[n0 : n0 + nl]
+        o += nl
+        buf[o] = 32
+        o += 1
+        if unique:
+            buf[o] = 117  # "u"
+            o = _put_int(buf, o + 1, rec_tag[r])
+        else:
+            s = rec_sample[r]
+            s0 = sample_off[s]
+            sl = sample_off[s + 1] - s0
+            buf[o : o + sl] = sample_bytes[s0 : s0 + sl]
+            o += sl
+            buf[o] = 32
+            o = _put_int(buf, o + 1, rec_tag[r])
+        buf[o] = 10
+        o += 1
+        p = rec_pair[r]
+        a = src_off[p]
+        n = src_off[p + 1] - a
+        if win_rc[w] != 0:
+            i = 0
+            while i < n:
+                m = n - i if n - i < width else width
+                e = a + n - 1 - i
+                for k in range(m):
+                    buf[o + k] = lut[src[e - k]]
+                o += m
+                buf[o] = 10
+                o += 1
+                i += m
+        else:
+            full = n // width
+            for line in range(full):  # plain loops: LLVM turns them into memcpy-like copies
+                s0 = a + line * width
+                for k in range(width):
+                    buf[o + k] = src[s0 + k]
+                buf[o + width] = 10
+                o += width + 1
+            m = n - full * width
+            if m:
+                s0 = a + full * width
+                for k in range(m):
+                    buf[o + k] = src[s0 + k]
+                buf[o + m] = 10
+
+
+@njit(nogil=True, cache=True)
+def table_rows(
+    buf: np.ndarray,
+    row_off: np.ndarray,
+    row_win: np.ndarray,
+    row_sample: np.ndarray,
+    row_hap: np.ndarray,
+    row_uid: np.ndarray,
+    name_bytes: np.ndarray,
+    name_off: np.ndarray,
+    sample_bytes: np.ndarray,
+    sample_off: np.ndarray,
+) -> None:
+    """Index-table rows ``NAME\\tSAMPLE\\tHAP\\tuUID\\n`` into ``buf[row_off[r] - row_off[0] : ...]``."""
+    base = row_off[0]
+    for r in range(row_win.shape[0]):
+        o = row_off[r] - base
+        w = row_win[r]
+        n0 = name_off[w]
+        nl = name_off[w + 1] - n0
+        buf[o : o + nl] = name_bytes[n0 : n0 + nl]
+        o += nl
+        buf[o] = 9
+        s = row_sample[r]
+        s0 = sample_off[s]
+        sl = sample_off[s + 1] - s0
+        buf[o + 1 : o + 1 + sl] = sample_bytes[s0 : s0 + sl]
+        o += 1 + sl
+        buf[o] = 9
+        o = _put_int(buf, o + 1, row_hap[r])
+        buf[o] = 9
+        buf[o + 1] = 117
+        o = _put_int(buf, o + 2, row_uid[r])
+        buf[o] = 10

@@ -28,6 +28,8 @@ def tss_haplotypes(
     genes: pl.DataFrame,
     length: int,
     config: HaplotypeConfig,
+    *,
+    threads: int | None = None,
 ) -> Iterator[UniqueHaplotypes]:
     """Distinct ``center_tss`` haplotypes of each gene, gene by gene in table order within each contig.
 
@@ -43,10 +45,12 @@ def tss_haplotypes(
         Window length in bp; the TSS sits at index ``length // 2`` of every sequence.
     config : HaplotypeConfig
         Strand, unphased-call, REF-mismatch and SNV-only policies.
+    threads : int, optional
+        Kernel threads (default: all cores); identical output for any value.
     """
     for (contig,), part in genes.group_by("contig", maintain_order=True):
         yield from iter_unique_haplotypes(
             genotypes[contig], reference, tss_regions(part, length), mode="center_tss", length=length,
             reverse_complement_minus=config.reverse_complement_minus, unphased=config.unphased,
-            ref_mismatch=config.ref_mismatch, snv_only=config.snv_only,
-        )
+            ref_mismatch=config.ref_mismatch, snv_only=config.snv_only, threads=threads,
+        )  # fmt: skip

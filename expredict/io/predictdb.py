@@ -1,4 +1,4 @@
-"""PredictDB model files: the SQLite ``.db`` and the gzip covariance file (science.md §2.2).
+"""PredictDB model files: the SQLite ``.db`` and the gzip covariance file, as PredictDB writes them.
 
 Written tables (exact names; MetaXcan reads ``weights`` and ``extra``)::
 

@@ -12,7 +12,7 @@ Layout (``LAYOUT_VERSION`` 2)::
     targets.parquet                               sample, split, one normalised column per gene
     haplotypes/<gene>.npz  haplotypes/summary.parquet
     models/<name>/                                tiny random-weight stand-ins built for the run
-    embedding.json  cache/embeddings/             embedding cache spec and location
+    embedding.json  cache/embeddings/             embedding cache spec and location (embedding.random.json: the control)
     trained/<method>/...                          each method's trained models and fit records
     predictions/<method>.parquet                  the standard frame: gene_id, sample, split, prediction
     predictions/<method>.json                     the method's labels (random weights, notes)
@@ -54,12 +54,14 @@ class MethodLabels:
 
     ``random_weights``: the model had random weights (plumbing check, labelled everywhere);
     ``gene_classes``: score per gene class (seen / unseen genes) as well; ``notes``: caveats
-    printed near the top of the report.
+    printed near the top of the report; ``control_of``: this method is the random-weight control
+    of that method (the report shows what pretraining adds, gene by gene).
     """
 
     random_weights: bool = False
     gene_classes: bool = False
     notes: tuple[str, ...] = ()
+    control_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -223,14 +225,18 @@ class RunDir:
         """A resumable cache of the run (``cache/<name>``), e.g. ``embeddings`` or ``enformer``."""
         return self.path("cache", name)
 
-    def write_embedding_spec(self, info: dict[str, Any]) -> None:
-        atomic_write_text(self.path("embedding.json"), json.dumps(info, indent=2, default=str))
+    def embedding_spec_file(self, arm: str = "pretrained") -> Path:
+        """``embedding.json`` (the configured model) or ``embedding.<arm>.json`` (e.g. its random twin)."""
+        return self.path("embedding.json" if arm == "pretrained" else f"embedding.{arm}.json")
 
-    def read_embedding_spec(self) -> dict[str, Any]:
-        """``cache_dir``, ``spec``, ``key``, ``random_weights`` of the embedding cache the run filled."""
-        p = self.path("embedding.json")
+    def write_embedding_spec(self, info: dict[str, Any], arm: str = "pretrained") -> None:
+        atomic_write_text(self.embedding_spec_file(arm), json.dumps(info, indent=2, default=str))
+
+    def read_embedding_spec(self, arm: str = "pretrained") -> dict[str, Any]:
+        """``cache_dir``, ``spec``, ``key``, ``random_weights`` of an embedding arm the run filled."""
+        p = self.embedding_spec_file(arm)
         if not p.exists():
-            msg = f"{self.root}: no embedding cache recorded (embedding.json); run the embed stage first"
+            msg = f"{self.root}: no embedding cache recorded ({p.name}); run the stage that embeds it first"
             raise InputFileError(msg)
         return json.loads(p.read_text())
 
@@ -263,7 +269,8 @@ class RunDir:
             raise ValueError(msg)
         frame = frame.select([pl.col(c).cast(t) for c, t in PREDICTION_SCHEMA.items()])
         atomic_write_parquet(frame, self.predictions_file(method))
-        meta = {"random_weights": labels.random_weights, "gene_classes": labels.gene_classes, "notes": list(labels.notes)}
+        meta = {"random_weights": labels.random_weights, "gene_classes": labels.gene_classes, "notes": list(labels.notes),
+                "control_of": labels.control_of}
         atomic_write_text(self.path("predictions", f"{method}.json"), json.dumps(meta, indent=2))
 
     def remove_predictions(self, method: str) -> None:
@@ -276,7 +283,7 @@ class RunDir:
 
     def read_labels(self, method: str) -> MethodLabels:
         d = json.loads(self.path("predictions", f"{method}.json").read_text())
-        return MethodLabels(bool(d["random_weights"]), bool(d["gene_classes"]), tuple(d["notes"]))
+        return MethodLabels(bool(d["random_weights"]), bool(d["gene_classes"]), tuple(d["notes"]), d.get("control_of"))
 
     def methods_with_predictions(self, order: Iterable[str]) -> list[str]:
         """Methods (in ``order``) whose predictions exist."""

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from expredict.run.engine import Stage
 from expredict.run.method import Method
-from expredict.run.stages import embed, enet, enformer, ensemble, evaluate, haplotypes, head, prepare, report
+from expredict.run.stages import (
+    embed,
+    enet,
+    enformer,
+    ensemble,
+    evaluate,
+    haplotypes,
+    head,
+    prepare,
+    pretraining_control,
+    report,
+)
 
 STAGES: tuple[Stage, ...] = (
     prepare.STAGE,
     haplotypes.STAGE,
     embed.STAGE,
     head.STAGE,
+    pretraining_control.STAGE,
     enet.STAGE,
     enformer.STAGE,
     ensemble.STAGE,

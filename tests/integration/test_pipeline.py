@@ -139,6 +139,26 @@ def test_ensemble_is_a_nonnegative_stack_fitted_on_validation(full_run):
     assert "ensemble" in (out / "report.md").read_text()
 
 
+def test_pretraining_control_uses_other_weights_on_the_same_haplotypes(full_run):
+    from expredict.cache import ArrayCache
+
+    out, _, _ = full_run
+    real = json.loads((out / "embedding.json").read_text())
+    control = json.loads((out / "embedding.random.json").read_text())
+    assert real["spec"]["weights_hash"] != control["spec"]["weights_hash"]
+    assert real["spec"]["item_shape"] == control["spec"]["item_shape"] and control["random_weights"]
+    gene = pl.read_parquet(out / "genes.parquet")["gene_id"][0]
+    with np.load(out / "haplotypes" / f"{gene}.npz") as z:
+        hashes = z["hashes"].tolist()
+    a = ArrayCache(real["cache_dir"], real["spec"]).get(hashes)
+    b = ArrayCache(control["cache_dir"], control["spec"]).get(hashes)  # the same distinct haplotypes, both arms
+    assert a.shape == b.shape and not np.allclose(a, b)
+    labels = json.loads((out / "predictions" / "nt_random.json").read_text())
+    assert labels["control_of"] == "nt_head" and labels["random_weights"]
+    md = (out / "report.md").read_text()
+    assert "## What pretraining adds" in md and "not measurable in this run" in md
+
+
 def test_rerun_skips_every_stage(full_run):
     out, _, _ = full_run
     before = _outputs(out)
@@ -153,7 +173,7 @@ def test_changed_setting_reruns_only_downstream(full_run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     lines = _run(_config(copy, **{"head.max_epochs": 3}))
-    assert _ran(lines) == {"train", "ensemble", "evaluate", "report"}, lines
+    assert _ran(lines) == {"train", "control", "ensemble", "evaluate", "report"}, lines
 
 
 def test_folder_of_an_older_layout_is_refused(tmp_path):
@@ -171,11 +191,11 @@ def test_interrupted_run_resumes_to_identical_outputs(full_run, tmp_path, monkey
     real = head_stage.train_gene_task
     calls = {"n": 0}
 
-    def crash_after_three(out_dir, gene_id):
+    def crash_after_three(out_dir, method, arm, gene_id):
         calls["n"] += 1
         if calls["n"] > 3:
             raise KeyboardInterrupt  # like Ctrl-C in the middle of the stage
-        return real(out_dir, gene_id)
+        return real(out_dir, method, arm, gene_id)
 
     run_dir = tmp_path / "resumed"
     monkeypatch.setattr(head_stage, "train_gene_task", crash_after_three)

@@ -205,3 +205,23 @@ def test_loading_info_problems_refused(tmp_path: Path) -> None:
         )
     with pytest.raises(ModelLoadError, match="not used by the model"):
         _check_loading_info({"unexpected_keys": ["esm.encoder.layer.0.intermediate.gate.weight"]}, tmp_path)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_random_twin_same_architecture_other_weights(loaded: dict, version: str) -> None:
+    from expredict.embed import random_twin
+
+    lm = loaded[version]
+    twin, again = random_twin(lm, seed=5), random_twin(lm, seed=5)
+    real_sd, twin_sd = lm.model.state_dict(), twin.model.state_dict()
+    assert real_sd.keys() == twin_sd.keys()
+    assert all(real_sd[k].shape == twin_sd[k].shape for k in real_sd)
+    assert any(not torch.equal(real_sd[k], twin_sd[k]) for k in real_sd if real_sd[k].is_floating_point())
+    for a, b in zip(twin_sd.values(), again.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # the seed fixes the control's weights
+    assert twin.info.random_weights and twin.info.weights_label.startswith("RANDOM WEIGHTS")
+    assert twin.info.weights_hash != lm.info.weights_hash and twin.tokenizer.max_tokens == lm.tokenizer.max_tokens
+    seqs = _seqs(2, seed=3)
+    real = Embedder(lm, layers=(-1,), device="cpu").embed(seqs)
+    ctrl = Embedder(twin, layers=(-1,), device="cpu").embed(seqs)
+    assert real.shape == ctrl.shape and not np.allclose(real, ctrl)

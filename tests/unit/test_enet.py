@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import polars as pl
 import pytest
+from builders import fit_enet_cohort
 from sklearn.base import clone
 
-from expredict.baselines.enet import (
-    SUMMARY_COLUMNS,
-    EnetConfig,
-    PrediXcanElasticNet,
-    cis_features,
-    cis_window,
-    cv_enet,
-    cv_enet_many,
-    enet_path_fit,
-    fit_enet_gene,
-    fit_enet_genes,
-    glmnet_available,
-    lambda_path,
-    make_fold_ids,
-    nested_fold_ids,
-    prepare_targets,
-    slice_genotypes,
-)
+from expredict.baselines.cis import cis_features, cis_window, slice_genotypes
+from expredict.baselines.enet import SUMMARY_COLUMNS, EnetCohortResult, PrediXcanElasticNet, fit_enet_gene
+from expredict.baselines.enet_cv import cv_enet, cv_enet_many, make_fold_ids, nested_fold_ids
+from expredict.baselines.enet_path import enet_path_fit, glmnet_available, lambda_path
+from expredict.config import EnetConfig
 from expredict.io.genotypes import GenotypeArrays
+from expredict.targets import TargetNormalizer
 
 # -- seeded synthetic cohorts with planted cis effects (shared with test_predictdb.py) ----------
 
@@ -167,8 +154,8 @@ def test_lockstep_nested_cv_equals_problem_by_problem() -> None:
 
 def test_float32_gram_at_default_thresh_keeps_what_cv_keeps(monkeypatch) -> None:
     """The numba backend's float32 working-set Grams (default thresh) against float64 ones."""
-    import expredict.baselines.enet as enet_mod
     import expredict.baselines.enet_cd as enet_cd
+    import expredict.baselines.enet_path as enet_path
 
     X, y = _xy(150, 600, seed=5)
     X = np.hstack([X, X[:, :40]])  # LD copies: merged columns with L2 weight 1/2
@@ -182,7 +169,7 @@ def test_float32_gram_at_default_thresh_keeps_what_cv_keeps(monkeypatch) -> None
 
     monkeypatch.setattr(enet_cd, "lockstep_paths", spy)
     f32 = cv_enet(X, y, fold_ids=fids, backend="numba")
-    monkeypatch.setattr(enet_mod, "GRAM32_MIN_TOL", np.inf)
+    monkeypatch.setattr(enet_path, "GRAM32_MIN_TOL", np.inf)
     f64 = cv_enet(X, y, fold_ids=fids, backend="numba")
     assert dtypes == [np.float32, np.float64]
     assert f32.best_index == f64.best_index and f32.n_nonzero == f64.n_nonzero > 0
@@ -214,7 +201,7 @@ def test_lambda_path_is_glmnets_and_native_cv_picks_same_lambda() -> None:
 
 
 def test_collapse_duplicates_groups_ld_columns() -> None:
-    from expredict.baselines.enet import _collapse_duplicates
+    from expredict.baselines.enet_path import _collapse_duplicates
 
     X = np.array([[0, 2, 1, 0, 1], [1, 1, 1, 1, 2], [2, 0, 1, 2, 0]], dtype=float)
     rep, group, sign = _collapse_duplicates(X)
@@ -252,20 +239,6 @@ def test_cv_min_on_mean_fold_mse_ties_to_larger_lambda() -> None:
     assert cv.oof_pred.shape == (100,)
 
 
-def test_prepare_targets_fits_on_training_rows_only() -> None:
-    rng = np.random.default_rng(0)
-    C = rng.normal(size=(50, 2))
-    y = C @ [2.0, -1.0] + rng.normal(size=50) * 0.1
-    train = np.arange(40)
-    r = prepare_targets(y, train, C)
-    assert r[train].mean() == pytest.approx(0, abs=1e-12)
-    assert r[train].std(ddof=1) == pytest.approx(1)
-    y2 = y.copy()
-    y2[40:] += 100.0  # test rows must not influence the fit
-    np.testing.assert_allclose(prepare_targets(y2, train, C)[train], r[train])
-    assert np.all(prepare_targets(np.ones(50), train) == 0)  # constant gene -> zeros
-
-
 def test_cis_window_and_feature_filters() -> None:
     assert cis_window(5_000_000, start=4_900_000, end=5_000_001) == (3_900_000, 6_000_001)
     assert cis_window(500, window=1000) == (0, 1501)
@@ -292,6 +265,9 @@ def test_cis_window_and_feature_filters() -> None:
 
 
 def _cohort(n: int = 120, genes: int = 3, seed: int = 0):
+    """Genotypes, genes, expression, train and test samples of a synthetic cohort: genes G0.. with
+    planted cis effects, NOVAR (no variant in its window) and CONST. A third of the random allele
+    pairs are strand-ambiguous: fit with ``drop_ambiguous=False`` to keep the planted SNPs."""
     starts = np.sort(np.random.default_rng(seed).choice(np.arange(100_000, 400_000, 7), 150, replace=False))
     g = make_genotypes(n, starts, seed=seed)
     X = g.alt_dosages().astype(np.float64)
@@ -324,10 +300,10 @@ def _cohort(n: int = 120, genes: int = 3, seed: int = 0):
     return g, genes_table, expression, samples[: int(0.8 * n)], samples[int(0.8 * n) :]
 
 
-def test_cohort_reasons_summary_and_executors() -> None:
+def test_cohort_reasons_summary_and_gene_order() -> None:
     g, genes, expr, train, test = _cohort()
-    cfg = EnetConfig(backend="sklearn", window=20_000, anchor="tss", n_lambda=30, seed=4)
-    res = fit_enet_genes(g, genes, expr, train, test, config=cfg)
+    cfg = EnetConfig(backend="sklearn", window=20_000, n_lambda=30, drop_ambiguous=False)
+    res = fit_enet_cohort(g, genes, expr, train, test, config=cfg, seed=4, anchor="tss")
     s = res.summary
     assert s.columns[:24] == list(SUMMARY_COLUMNS)
     reasons = dict(zip(s["gene_id"], s["reason"], strict=True))
@@ -346,48 +322,45 @@ def test_cohort_reasons_summary_and_executors() -> None:
     # covariance rows: upper triangle with diagonal, per gene
     k = ok.filter(pl.col("gene_id") == "G0")["n_snps_in_model"][0]
     assert res.covariances.filter(pl.col("GENE") == "G0").height == k * (k + 1) // 2
-    # same answers through any executor (results depend only on seed and gene id)
-    with ThreadPoolExecutor(2) as ex:
-        res2 = fit_enet_genes(g, genes, expr, train, test, config=cfg, executor=ex)
-    assert res2.weights.equals(res.weights)
-    assert res2.summary.drop("fit_seconds").equals(res.summary.drop("fit_seconds"))
+    # a gene's fit depends only on the seed and its id, never on the other genes or their order
+    rev = fit_enet_cohort(g, genes.reverse(), expr, train, test, config=cfg, seed=4, anchor="tss")
+    order = rev.summary["gene_id"].to_list()[::-1]
+    assert order == s["gene_id"].to_list()
+    assert rev.weights.sort(["gene", "rsid"]).equals(res.weights.sort(["gene", "rsid"]))
+    assert rev.summary.reverse().drop("fit_seconds").equals(s.drop("fit_seconds"))
 
 
-def test_cohort_process_pool_matches_serial() -> None:
+def test_cohort_without_nested_cv() -> None:
     g, genes, expr, train, test = _cohort(genes=2, seed=3)
-    cfg = EnetConfig(backend="sklearn", window=20_000, anchor="tss", n_lambda=20, nested_cv=False)
-    a = fit_enet_genes(g, genes, expr, train, test, config=cfg, n_jobs=1)
-    b = fit_enet_genes(g, genes, expr, train, test, config=cfg, n_jobs=2)
-    assert a.weights.equals(b.weights)
+    cfg = EnetConfig(backend="sklearn", window=20_000, n_lambda=20, nested_cv=False, drop_ambiguous=False)
+    a = fit_enet_cohort(g, genes, expr, train, test, config=cfg, seed=0, anchor="tss")
     assert a.summary["rho_avg"].is_null().all()  # nested CV off
-    from expredict.io.expression import Expression
-
-    e = Expression(
-        "mem", expr["gene_id"].to_list(), expr.columns[1:][::-1], expr.select(expr.columns[1:][::-1]).to_numpy()
-    )
-    c = fit_enet_genes(g, genes, e, train, test, config=cfg)  # the io layer's Expression, any sample order
-    assert c.weights.equals(a.weights)
+    assert a.summary.filter(pl.col("status") == "ok")["cv_rho_avg"].is_not_null().all()
+    assert a.weights.height > 0
 
 
 def test_fit_enet_gene_direct_and_covariates() -> None:
     g, genes, expr, train, test = _cohort(genes=1, seed=5)
     cov = np.random.default_rng(0).normal(size=(len(train) + len(test), 2))
-    cfg = EnetConfig(backend="sklearn", window=20_000, anchor="tss", n_lambda=20, nested_cv=False, seed=1)
-    res = fit_enet_genes(g, genes.head(1), expr, train, test, covariates=cov, config=cfg)
+    cfg = EnetConfig(backend="sklearn", window=20_000, n_lambda=20, nested_cv=False, drop_ambiguous=False)
+    res = fit_enet_cohort(g, genes.head(1), expr, train, test, covariates=cov, config=cfg, seed=1, anchor="tss")
     assert res.summary["status"][0] == "ok"
     tss = genes["tss"][0]
     sl = slice_genotypes(g, *cis_window(tss, window=20_000, anchor="tss"))
-    y = prepare_targets(
-        expr.filter(pl.col("gene_id") == "G0").select(g.samples).to_numpy()[0], np.arange(len(train)), cov
-    )
-    fit = fit_enet_gene(
-        "G0", sl, y[: len(train)], np.arange(len(train)), np.arange(len(train), len(g.samples)), config=cfg
-    )
+    n_train = len(train)
+    y = expr.filter(pl.col("gene_id") == "G0").select(g.samples).to_numpy()[0]
+    y = TargetNormalizer().fit(y[:n_train], cov[:n_train]).transform(y, cov)
+    train_idx, test_idx = np.arange(n_train), np.arange(n_train, len(g.samples))
+    fit = fit_enet_gene("G0", sl, y[:n_train], train_idx, test_idx, config=cfg, seed=1, y_test=y[n_train:])
     assert fit.reason == ""
     assert fit.weights.equals(res.weights)
     np.testing.assert_allclose(fit.test_pred, res.test_predictions.select(test).to_numpy()[0])
+    # the cohort gathers the fits as they are
+    one = EnetCohortResult.from_fits([fit], config=cfg, seed=1, test_samples=test)
+    assert one.n_train == n_train and one.seed == 1 and one.test_samples == list(test)
+    assert one.summary.drop("fit_seconds").equals(res.summary.drop("fit_seconds"))
     with pytest.raises(ValueError, match="y_train"):
-        fit_enet_gene("G0", sl, y[:5], np.arange(len(train)), np.arange(3), config=cfg)
+        fit_enet_gene("G0", sl, y[:5], np.arange(n_train), np.arange(3), config=cfg, seed=1)
 
 
 # -- glmnet's path termination (cv.glmnet without a lambda argument) ---------------------------
@@ -402,7 +375,7 @@ def _saturating(seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_glmnet_path_length_rule() -> None:
-    from expredict.baselines.enet import glmnet_path_length
+    from expredict.baselines.enet_path import glmnet_path_length
 
     assert glmnet_path_length([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]) == 7  # still gaining: all kept
     assert glmnet_path_length([0.0, 0.5, 0.9, 0.95, 0.9995, 0.9999]) == 5  # dev.ratio > 0.999
@@ -413,7 +386,7 @@ def test_glmnet_path_length_rule() -> None:
 @pytest.mark.parametrize("backend", ["numba", "sklearn", pytest.param("glmnet", marks=needs_glmnet)])
 def test_path_ends_where_glmnet_ends_it(backend: str) -> None:
     """cv.glmnet without a lambda: every fit ends its own path; folds are read at the all-rows path."""
-    from expredict.baselines.enet import _interp_lambda, dev_ratio, glmnet_path_length
+    from expredict.baselines.enet_path import _interp_lambda, dev_ratio, glmnet_path_length
 
     X, y = _saturating()
     folds = make_fold_ids(len(y), 5, np.random.default_rng(0))
@@ -454,7 +427,7 @@ def test_cv_rejects_fold_ids_of_the_wrong_length() -> None:
 
 def test_interp_lambda_is_glmnets_lambda_interp() -> None:
     """Linear in lambda between path values, exact on the path, clamped at both ends."""
-    from expredict.baselines.enet import _interp_lambda
+    from expredict.baselines.enet_path import _interp_lambda
 
     lam_from = np.array([1.0, 0.5, 0.25])
     vals = np.array([[0.0, 2.0, 3.0], [1.0, 1.0, 5.0]])

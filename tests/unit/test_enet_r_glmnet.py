@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from expredict.baselines.enet import cv_enet, cv_enet_many, make_fold_ids, nested_fold_ids
+from expredict.baselines.enet_cv import cv_enet, cv_enet_many, make_fold_ids, nested_fold_ids
 from expredict.io.genotypes import read_genotypes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -128,7 +128,7 @@ def test_nested_cv_problems_equal_r_one_by_one() -> None:
 
 @pytest.mark.parametrize("backend", ["sklearn", "glmnet"])
 def test_reference_backends_follow_the_same_procedure(backend: str) -> None:
-    from expredict.baselines.enet import glmnet_available
+    from expredict.baselines.enet_path import glmnet_available
 
     if backend == "glmnet" and not glmnet_available():
         pytest.skip("python-glmnet not installed")

@@ -12,9 +12,10 @@ import polars as pl
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from builders import fit_enet_cohort  # noqa: E402
 from test_enet import _cohort, make_genotypes  # noqa: E402
 
-from expredict.baselines.enet import EnetConfig, fit_enet_genes  # noqa: E402
+from expredict.config import EnetConfig  # noqa: E402
 from expredict.errors import InputFileError  # noqa: E402
 from expredict.io.predictdb import (  # noqa: E402
     allele_dosages,
@@ -29,8 +30,8 @@ from expredict.io.predictdb import (  # noqa: E402
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory):
     g, genes, expr, train, test = _cohort(genes=3, seed=11)
-    cfg = EnetConfig(backend="sklearn", window=20_000, anchor="tss", n_lambda=30, seed=2)
-    res = fit_enet_genes(g, genes, expr, train, test, config=cfg)
+    cfg = EnetConfig(backend="sklearn", window=20_000, n_lambda=30, drop_ambiguous=False)
+    res = fit_enet_cohort(g, genes, expr, train, test, config=cfg, seed=2, anchor="tss")
     d = tmp_path_factory.mktemp("pdb")
     res.to_predictdb(str(d / "model.db"), str(d / "covariances.txt.gz"), population="synthetic")
     return g, res, d

@@ -129,3 +129,16 @@ def test_by_class_table_lists_only_methods_with_gene_classes(run_tables):
     table = _by_class_table(summary, [c for c in summary.columns if c.startswith(("mean_r[", "n_scored["))])
     assert set(table["method"]) == {"nt_head", "enformer"}
     assert table["mean_r"].is_nan().sum() == 0 and (table["n_scored"] > 0).all()
+
+
+def test_pretraining_line_states_the_gain_or_that_both_arms_are_random(run_tables):
+    from expredict.report import pretraining_lines
+
+    per_gene, _, _ = run_tables
+    controls = {"enformer": "nt_head"}  # any pair: enformer stands in for a random-weight control of nt_head
+    (line,) = pretraining_lines(per_gene, controls, random_weight_methods=["enformer"])
+    assert line.startswith("What pretraining adds (nt_head minus its random-weight twin enformer")
+    assert "paired Wilcoxon p" in line
+    (both,) = pretraining_lines(per_gene, controls, random_weight_methods=["enformer", "nt_head"])
+    assert "not measurable in this run" in both and "Wilcoxon" not in both
+    assert pretraining_lines(per_gene, {"absent": "nt_head"}, []) == []

@@ -62,3 +62,28 @@ def test_nan_targets_ignored_and_state_roundtrip():
     assert np.isnan(z[0, 0]) and np.isfinite(z[1:]).all()
     t2 = TargetNormalizer.from_state(t.get_state())
     assert np.array_equal(t2.transform(y), z, equal_nan=True)
+
+
+@pytest.mark.parametrize("inverse_normal", [False, True])
+def test_constant_gene_maps_to_zeros(inverse_normal):
+    """A gene constant among training individuals: exact zeros, never NaN/inf or round-off noise."""
+    c = RNG.normal(size=(50, 2))
+    y = np.column_stack([np.full(50, 0.1), np.full(50, 1e6 / 3), np.zeros(50), Y[:, 0]])
+    for cov in (None, c):
+        t = TargetNormalizer(inverse_normal=inverse_normal).fit(y[TRAIN], None if cov is None else cov[TRAIN])
+        z = t.transform(y, cov)
+        assert np.isfinite(z).all()
+        assert np.array_equal(z[:, :3], np.zeros((50, 3)))
+        assert np.allclose(z[TRAIN, 3].std(), 1)  # other genes normalised as usual
+
+
+def test_covariate_fit_ignores_test_rows():
+    """Covariate coefficients, mean and sd come from training rows: changing test rows changes nothing."""
+    c = RNG.normal(size=(50, 2))
+    y = c @ [2.0, -1.0] + RNG.normal(size=50) * 0.1
+    z = TargetNormalizer().fit(y[TRAIN], c[TRAIN]).transform(y, c)
+    assert z[TRAIN].mean() == pytest.approx(0, abs=1e-12) and z[TRAIN].std() == pytest.approx(1)
+    y2 = y.copy()
+    y2[TEST] += 100.0
+    z2 = TargetNormalizer().fit(y2[TRAIN], c[TRAIN]).transform(y2, c)
+    np.testing.assert_array_equal(z2[TRAIN], z[TRAIN])

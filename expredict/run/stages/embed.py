@@ -26,13 +26,15 @@ def model_source(config: Config, out: RunDir) -> str:
     return str(d)
 
 
-def run(ctx: RunContext) -> dict:
-    """Embed the distinct sequences of every gene (cache misses only); record the cache spec."""
+def embed_arm(ctx: RunContext, arm: str = "pretrained") -> dict:
+    """Embed the distinct sequences of every gene (cache misses only) and record the cache spec of ``arm``:
+    ``pretrained`` (the configured model) or ``random`` (its random-weight twin, the pretraining control)."""
     from expredict.embed import embed_sequences, open_embedding_cache
     from expredict.embed.configure import build_embedder
 
     cfg, out = ctx.config, ctx.out
-    embedder = build_embedder(cfg.embedding, cfg.haplotypes.length, model_source(cfg, out))
+    twin_seed = cfg.embedding.random_control_seed if arm == "random" else None
+    embedder = build_embedder(cfg.embedding, cfg.haplotypes.length, model_source(cfg, out), random_twin_seed=twin_seed)
     cache_dir = cfg.embedding.cache_dir or out.cache_dir("embeddings")
     cache = open_embedding_cache(cache_dir, embedder)
     seqs: list[str] = []
@@ -42,16 +44,21 @@ def run(ctx: RunContext) -> dict:
         seqs.extend(hap.sequences)
         n_haplotypes += hap.index.size
     stats = embed_sequences(seqs, cache, embedder, progress=True)
-    _log.info(f"[embed] {n_haplotypes} haplotypes -> {stats.n_unique} distinct sequences to embed "
+    _log.info(f"[embed] {arm}: {n_haplotypes} haplotypes -> {stats.n_unique} distinct sequences to embed "
               f"(dedup factor {n_haplotypes / max(stats.n_unique, 1):.1f}x)")
     out.write_embedding_spec({"cache_dir": str(cache_dir), "spec": cache.spec, "key": cache.key,
-                              "random_weights": bool(stats.random_weights), "weights_label": stats.weights_label})
+                              "random_weights": bool(stats.random_weights), "weights_label": stats.weights_label}, arm)
     _log.info(f"[embed] {stats.summary()}")
     return {k: v for k, v in stats.to_dict().items() if isinstance(v, int | float | bool)}
 
 
+def run(ctx: RunContext) -> dict:
+    """Embed with the configured model."""
+    return embed_arm(ctx, "pretrained")
+
+
 def _key(config: Config) -> list:
-    return [config.embedding.model_dump(mode="json", exclude={"batch_size", "device"})]
+    return [config.embedding.model_dump(mode="json", exclude={"batch_size", "device", "random_control", "random_control_seed"})]
 
 
 STAGE = Stage(name="embed", run=run, version=2, key_parts=_key, needs=("haplotypes",), outputs=("embedding.json",),

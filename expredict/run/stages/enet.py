@@ -30,17 +30,17 @@ def _window(config: Config, variant: str) -> int:
     return config.enet.window if variant == MAIN else int(config.enet.matched_window or 0)
 
 
-def model_prediction(genotypes, weights: pl.DataFrame, intercept: float) -> tuple[np.ndarray, int]:
+def model_prediction(genotypes, weights: pl.DataFrame, intercept: float, build: str = "b37") -> tuple[np.ndarray, int]:
     """``intercept + sum_j weight_j * ALT dosage_j`` for every sample of ``genotypes``, model variants
-    matched by ``varID``; a variant the genotypes lack contributes nothing. Returns the predictions and
-    how many of the model's variants were found."""
-    from expredict.baselines.enet import variant_key
+    matched by ``varID`` (keys of ``build``, ``b37`` or ``b38``); a variant the genotypes lack contributes
+    nothing. Returns the predictions and how many of the model's variants were found."""
+    from expredict.baselines.cis import variant_key
 
     keys = {}
     for v in range(genotypes.n_variants):
         alleles = genotypes.alleles(v)
         if len(alleles) == 2:
-            keys[variant_key(genotypes.contig, int(genotypes.starts[v]), alleles[0], alleles[1])] = v
+            keys[variant_key(genotypes.contig, int(genotypes.starts[v]), alleles[0], alleles[1], build)] = v
     found = [(keys[k], w) for k, w in zip(weights["varID"].to_list(), weights["weight"].to_list(), strict=True) if k in keys]
     pred = np.full(genotypes.n_samples, float(intercept))
     if found:
@@ -49,8 +49,15 @@ def model_prediction(genotypes, weights: pl.DataFrame, intercept: float) -> tupl
     return pred, len(found)
 
 
+def _build(config: Config) -> str:
+    """PredictDB key build (``b37`` / ``b38``) of the run's VCF: ``data.genome_build`` or its header."""
+    from expredict.io.contigs import predictdb_build, resolve_genome_build
+
+    return predictdb_build(resolve_genome_build(config.data.vcf, config.data.genome_build))
+
+
 def _gene_window(config: Config, variant: str, row: dict) -> tuple[int, int]:
-    from expredict.baselines.enet import cis_window
+    from expredict.baselines.cis import cis_window
 
     return cis_window(row["tss"], start=row["start"], end=row["end"], window=_window(config, variant),
                       anchor="gene" if variant == MAIN else "tss")
@@ -78,10 +85,11 @@ def enet_gene_task(out_dir: str, variant: str, gene_id: str) -> dict:
     lo, hi = _gene_window(cfg, variant, row)
     geno = read_genotypes(cfg.data.vcf, row["contig"], lo, hi, samples=samples)
     ok = np.isfinite(y[train_idx])
+    build = _build(cfg)
     with threadpool_limits(1):
-        fit = fit_enet_gene(gene_id, geno, y[train_idx][ok], train_idx[ok], test_idx, config=_library_config(cfg, variant),
-                            y_test=y[test_idx], gene_name=row.get("gene_name") or gene_id)
-        val_pred = model_prediction(geno, fit.weights, fit.intercept)[0][val_idx] if not fit.reason else np.full(len(val_idx), np.nan)
+        fit = fit_enet_gene(gene_id, geno, y[train_idx][ok], train_idx[ok], test_idx, config=cfg.enet, seed=cfg.seed,
+                            y_test=y[test_idx], gene_name=row.get("gene_name") or gene_id, build=build)
+        val_pred = model_prediction(geno, fit.weights, fit.intercept, build)[0][val_idx] if not fit.reason else np.full(len(val_idx), np.nan)
     d = out.trained(variant, "genes")
     name = safe_name(gene_id)
     rows = np.concatenate([test_idx, val_idx])
@@ -93,15 +101,6 @@ def enet_gene_task(out_dir: str, variant: str, gene_id: str) -> dict:
     out.write_parquet(d / f"{name}.predictions.parquet", frame)
     out.write_json(d / f"{name}.summary.json", {**fit.summary, "intercept": fit.intercept})
     return {"gene_id": gene_id, "reason": fit.reason}
-
-
-def _library_config(cfg: Config, variant: str):
-    from expredict.baselines.enet import EnetConfig
-
-    e = cfg.enet
-    return EnetConfig(alpha=e.alpha, n_lambda=e.n_lambda, n_folds=e.n_folds, n_outer_folds=e.n_outer_folds,
-                      nested_cv=e.nested_cv, maf_min=e.maf, drop_ambiguous=e.drop_ambiguous, backend=e.backend,
-                      seed=cfg.seed, window=_window(cfg, variant), path_stop=e.path_stop)
 
 
 def run(ctx: RunContext) -> dict:
@@ -138,7 +137,7 @@ def run(ctx: RunContext) -> dict:
             weights = pl.concat([pl.read_parquet(d / f"{safe_name(g)}.weights.parquet") for g in done], how="diagonal_relaxed")
             cov = pl.concat([pl.read_parquet(d / f"{safe_name(g)}.cov.parquet") for g in done], how="diagonal_relaxed")
             cohort = EnetCohortResult(summary=summary.drop("intercept"), weights=weights, covariances=cov,
-                                      test_predictions=pl.DataFrame(), config=_library_config(cfg, MAIN),
+                                      test_predictions=pl.DataFrame(), config=cfg.enet, seed=cfg.seed,
                                       contig=",".join(sorted(ctx.genes()["contig"].unique().to_list())),
                                       n_train=int(summary["n_train"].max()) if "n_train" in summary.columns else 0)
             db, cov_file = out.trained(MAIN, "model.db"), out.trained(MAIN, "covariances.txt.gz")
@@ -159,6 +158,7 @@ def predict_new(out: RunDir, cohort: NewCohort) -> pl.DataFrame:
         genes = genes.filter(pl.col("gene_id").is_in(cohort.genes))
     d = out.trained(MAIN, "genes")
     rows, names, n_model, n_found = [], [], 0, 0
+    build = _build(cfg)
     samples: list[str] | None = None
     for row in genes.iter_rows(named=True):
         summary_file = d / f"{safe_name(row['gene_id'])}.summary.json"
@@ -170,7 +170,7 @@ def predict_new(out: RunDir, cohort: NewCohort) -> pl.DataFrame:
         lo, hi = _gene_window(cfg, MAIN, row)
         geno = read_genotypes(cohort.vcf, row["contig"], lo, hi, samples=cohort.samples)
         samples = geno.samples
-        pred, found = model_prediction(geno, weights, out.read_json(summary_file)["intercept"])
+        pred, found = model_prediction(geno, weights, out.read_json(summary_file)["intercept"], build)
         n_model += weights.height
         n_found += found
         rows.append(pred)
@@ -183,7 +183,7 @@ def predict_new(out: RunDir, cohort: NewCohort) -> pl.DataFrame:
 
 
 def _key(config: Config) -> list:
-    from expredict.baselines.enet import resolve_backend
+    from expredict.baselines.enet_path import resolve_backend
 
     # the resolved solver is part of the key: "auto" changing meaning refits instead of reusing old fits
     return [config.enet.model_dump(mode="json"), resolve_backend(config.enet.backend), config.seed]

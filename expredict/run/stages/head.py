@@ -24,15 +24,16 @@ _log = logging.getLogger(__name__)
 PER_GENE, MULTI_GENE = "nt_head", "nt_head_multigene"
 
 
-def _embedding_cache(out: RunDir):
+def _embedding_cache(out: RunDir, arm: str = "pretrained"):
     from expredict.cache import ArrayCache
 
-    info = out.read_embedding_spec()
+    info = out.read_embedding_spec(arm)
     return ArrayCache(info["cache_dir"], info["spec"]), bool(info["random_weights"])
 
 
-def train_gene_task(out_dir: str, gene_id: str) -> dict:
-    """Worker: train one gene's head from the run folder; writes its checkpoint, predictions and record."""
+def train_gene_task(out_dir: str, method: str, arm: str, gene_id: str) -> dict:
+    """Worker: train one gene's head of ``method`` on the embeddings of ``arm``, from the run folder;
+    writes its checkpoint, predictions and record."""
     import torch
 
     from expredict.device import resolve_device
@@ -42,7 +43,7 @@ def train_gene_task(out_dir: str, gene_id: str) -> dict:
     torch.set_num_threads(1)
     out = RunDir(out_dir)
     cfg = out.read_config()
-    cache, random_weights = _embedding_cache(out)
+    cache, random_weights = _embedding_cache(out, arm)
     hap = out.read_gene_haplotypes(gene_id)
     samples, split, targets = out.read_targets()
     if samples != hap.samples:
@@ -52,29 +53,35 @@ def train_gene_task(out_dir: str, gene_id: str) -> dict:
                      samples=samples, random_weights_embeddings=random_weights,
                      device=str(resolve_device(cfg.head.device)), seed=cfg.seed)
     name = safe_name(gene_id)
-    fit.estimator.save(out.trained(PER_GENE, f"{name}.pt"))
+    fit.estimator.save(out.trained(method, f"{name}.pt"))
     frame = fit.predictions.select(pl.lit(gene_id).alias("gene_id"), "sample", "split", pl.col("y_pred").alias("prediction"))
-    out.write_parquet(out.trained(PER_GENE, f"{name}.predictions.parquet"), frame)
-    out.write_json(out.trained(PER_GENE, f"{name}.json"), fit.record)  # written last: the gene is done
+    out.write_parquet(out.trained(method, f"{name}.predictions.parquet"), frame)
+    out.write_json(out.trained(method, f"{name}.json"), fit.record)  # written last: the gene is done
     return fit.record
+
+
+def train_per_gene(ctx: RunContext, method: str, arm: str, control_of: str | None = None) -> None:
+    """One head per gene of ``method`` on the ``arm`` embeddings, through the executor; its predictions."""
+    out = ctx.out
+    genes = ctx.genes()["gene_id"].to_list()
+    todo = [g for g in genes if not out.trained(method, f"{safe_name(g)}.json").exists()]
+    _log.info(f"[{method}] {len(genes)} genes, {len(genes) - len(todo)} already trained")
+    with ctx.executor() as ex:
+        for rec in ex.map_unordered(functools.partial(train_gene_task, str(out.root), method, arm), todo):
+            _log.info(f"[{method}] {rec['gene_id']}: val r {rec['val_r']:.3f}, test r {rec['test_r']:.3f}, "
+                      f"{rec['epochs']} epochs, {rec['seconds']:.1f} s")
+    records = [out.read_json(out.trained(method, f"{safe_name(g)}.json")) for g in genes]
+    out.write_parquet(out.trained(method, "records.parquet"), pl.DataFrame(records))
+    _, random_weights = _embedding_cache(out, arm)
+    if genes:
+        frames = [pl.read_parquet(out.trained(method, f"{safe_name(g)}.predictions.parquet")) for g in genes]
+        out.write_predictions(method, pl.concat(frames), MethodLabels(random_weights=random_weights, control_of=control_of))
 
 
 def run(ctx: RunContext) -> dict:
     """One head per gene through the executor, then (with ``head.multi_gene``) the shared head."""
-    out = ctx.out
     genes = ctx.genes()["gene_id"].to_list()
-    todo = [g for g in genes if not out.trained(PER_GENE, f"{safe_name(g)}.json").exists()]
-    _log.info(f"[train] {len(genes)} genes, {len(genes) - len(todo)} already trained")
-    with ctx.executor() as ex:
-        for rec in ex.map_unordered(functools.partial(train_gene_task, str(out.root)), todo):
-            _log.info(f"[train] {rec['gene_id']}: val r {rec['val_r']:.3f}, test r {rec['test_r']:.3f}, "
-                      f"{rec['epochs']} epochs, {rec['seconds']:.1f} s")
-    records = [out.read_json(out.trained(PER_GENE, f"{safe_name(g)}.json")) for g in genes]
-    out.write_parquet(out.trained(PER_GENE, "records.parquet"), pl.DataFrame(records))
-    _, random_weights = _embedding_cache(out)
-    if genes:
-        frames = [pl.read_parquet(out.trained(PER_GENE, f"{safe_name(g)}.predictions.parquet")) for g in genes]
-        out.write_predictions(PER_GENE, pl.concat(frames), MethodLabels(random_weights=random_weights))
+    train_per_gene(ctx, PER_GENE, "pretrained")
     if ctx.config.head.multi_gene and ctx.partial:
         _log.info("[train] multi-gene head skipped: it needs every gene (no --chunk / --genes)")
     elif ctx.config.head.multi_gene:

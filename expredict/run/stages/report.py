@@ -44,6 +44,7 @@ def run(ctx: RunContext) -> dict:
         out.read_per_gene(), preds, out.observed("test"), config_yaml=config_to_yaml(ctx.config),
         provenance=_provenance(ctx), versions=collect_versions(),
         random_weight_methods=[m for m in methods if labels[m].random_weights], notes=notes,
+        controls={m: labels[m].control_of for m in methods if labels[m].control_of},
     )
     path = out.write_report(html, markdown)
     _log.info(f"[report] {path}")
