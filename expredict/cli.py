@@ -104,6 +104,7 @@ def haplotypes_cmd(
         threads=threads,
     )
     typer.echo(str(stats))
+    typer.echo(stats.unphased_message())
 
 
 @model_app.command("tiny-nt")

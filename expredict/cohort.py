@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from expredict.config import Config
 from expredict.errors import ReferenceMismatchError
 from expredict.io.annotation import read_genes
+from expredict.io.contigs import indexed_contigs, match_contig, resolve_genome_build
 from expredict.io.expression import (
     Expression,
     SampleReport,
@@ -25,7 +26,7 @@ from expredict.io.expression import (
     reconcile_samples,
     transform,
 )
-from expredict.io.genotypes import GenotypeArrays, read_genotypes, vcf_samples
+from expredict.io.genotypes import GenotypeArrays, read_genotypes, vcf_contigs, vcf_samples
 from expredict.io.reference import Reference
 
 _log = logging.getLogger(__name__)
@@ -104,6 +105,50 @@ def genes_fitting_reference(
     return genes.filter(pl.Series(keep, dtype=pl.Boolean)), dropped
 
 
+def _match_gene_contigs(
+    genes: pl.DataFrame, vcf, genes_path, aliases: dict[str, str]
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Rename the genes' contigs to the VCF's (``chr22`` <-> ``22`` when unambiguous, logged).
+
+    An alias in ``data.contig_aliases`` whose target is a VCF contig wins; the aliases are extended
+    so that the VCF name resolves in the FASTA as the annotation's name did. A contig absent from the
+    VCF in both forms is an error when no gene contig matches, else its genes are dropped (WARNING).
+    """
+    from expredict.errors import InputFileError
+
+    available = indexed_contigs(vcf)
+    if available is None:
+        available = vcf_contigs(vcf)
+    have = set(available)
+    mapping: dict[str, str] = {}
+    missing: dict[str, InputFileError] = {}
+    for c in genes["contig"].unique(maintain_order=True).to_list():
+        if c in aliases and aliases[c] in have:
+            mapping[c] = aliases[c]
+            continue
+        try:
+            mapping[c] = match_contig(c, have, target=f"{vcf} (VCF)", source=str(genes_path), error=InputFileError)
+        except InputFileError as e:
+            if "ambiguous" in str(e):
+                raise
+            missing[c] = e
+    if missing and not mapping:
+        raise next(iter(missing.values()))
+    for c, e in missing.items():
+        _log.warning("%s; its %d gene(s) are dropped", e, int((genes["contig"] == c).sum()))
+    if missing:
+        genes = genes.filter(~pl.col("contig").is_in(list(missing)))
+    out = dict(aliases)
+    for c, v in mapping.items():
+        if c != v and c in aliases and v not in aliases:
+            out[v] = aliases[c]
+    if any(c != v for c, v in mapping.items()):
+        genes = genes.with_columns(pl.col("contig").replace_strict(mapping, default=pl.col("contig"))).sort(
+            ["contig", "tss"]
+        )
+    return genes, out
+
+
 def load_cohort(config: Config, *, check_ref: bool = True) -> Cohort:
     """Read and cross-check every input named in ``config.data``.
 
@@ -126,6 +171,10 @@ def load_cohort(config: Config, *, check_ref: bool = True) -> Cohort:
         if d.n_covariates is not None:
             cov_names, cov = cov_names[: d.n_covariates], cov[:, : d.n_covariates]
     vs = vcf_samples(d.vcf)
+    build = resolve_genome_build(d.vcf, d.genome_build)
+    _log.info("genome build: %s (%s)", build, "data.genome_build" if d.genome_build else f"read from {d.vcf}")
+    genes, aliases = _match_gene_contigs(genes, d.vcf, d.genes, d.contig_aliases)
+    reference.aliases.update(aliases)
     report = reconcile_samples(
         vs,
         expr.samples,
@@ -177,3 +226,47 @@ def summarize(cohort: Cohort, half_widths: tuple[int, ...] = (2_997, 98_304, 1_0
         fit, _ = genes_fitting_reference(cohort.genes, cohort.reference, w)
         lines.append(f"genes with TSS +/- {w:,} bp inside the reference: {fit.height}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class UnphasedCount:
+    """Unphased heterozygous calls among the calls of the windows a run uses (each call counted once)."""
+
+    n_unphased: int
+    n_het: int
+    n_calls: int
+    n_variants: int
+
+    @property
+    def share(self) -> float:
+        """Unphased share of the heterozygous calls (a homozygous call has no phase to lose)."""
+        return self.n_unphased / self.n_het if self.n_het else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.n_unphased:,} of {self.n_het:,} heterozygous calls ({self.share:.1%}) unphased "
+            f"({self.n_calls:,} calls at {self.n_variants:,} variants in the windows)"
+        )
+
+
+def count_unphased(genotypes: dict[str, GenotypeArrays], genes: pl.DataFrame, half_width: int) -> UnphasedCount:
+    """Count unphased heterozygous calls at the variants of every gene's ``tss +/- half_width`` window."""
+    n_unph = n_het = n_calls = n_var = 0
+    for contig, cgenes in genes.group_by("contig", maintain_order=True):
+        g = genotypes.get(str(contig[0]))
+        if g is None or g.n_variants == 0:
+            continue
+        mask = np.zeros(g.n_variants, bool)
+        for tss in cgenes["tss"].to_list():
+            mask[g.slice_region(tss - half_width, tss + half_width)] = True
+        idx = np.flatnonzero(mask)
+        n = g.n_samples
+        if idx.size == 0 or n == 0:
+            continue
+        gt = g.genotypes[:, idx].reshape(n, 2, idx.size)
+        het = (gt[:, 0] >= 0) & (gt[:, 1] >= 0) & (gt[:, 0] != gt[:, 1])
+        n_het += int(het.sum())
+        n_unph += int((het & ~g.phased[:, idx]).sum())
+        n_calls += n * idx.size
+        n_var += idx.size
+    return UnphasedCount(n_unph, n_het, n_calls, n_var)

@@ -23,7 +23,8 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    """Input files. ``contig_aliases`` maps VCF/BED contig names to FASTA names (``chr22: "22"``)."""
+    """Input files. ``contig_aliases`` maps VCF/BED contig names to FASTA names (``chr22: "22"``); without
+    an alias ``chr22`` and ``22`` are matched between the VCF, the FASTA and the genes when unambiguous."""
 
     vcf: Path
     fasta: Path
@@ -36,6 +37,9 @@ class DataConfig(_Section):
     n_covariates: int | None = Field(None, ge=0, description="keep the first n covariate rows (after the name filter)")
     populations: Path | None = Field(None, description="TSV with columns sample, population")
     contig_aliases: dict[str, str] = Field(default_factory=dict)
+    genome_build: Literal["GRCh37", "GRCh38"] | None = Field(
+        None, description="the VCF's build (PredictDB keys _b37 / _b38); None: read from the VCF header"
+    )
     drop_unmatched_samples: bool = False
     genes_subset: list[str] | None = None
     max_genes: int | None = Field(None, ge=1)
@@ -56,7 +60,10 @@ class HaplotypeConfig(_Section):
     mode: Literal["center_tss", "left", "ragged"] = "center_tss"
     length: int = Field(5994, ge=6, description="bp; NT v1 takes <= 5,994 bp per pass, v2 <= 12,282")
     reverse_complement_minus: bool = False
-    unphased: Literal["ignore", "iupac", "error"] = "ignore"
+    unphased: Literal["ignore", "iupac", "error"] = Field(
+        "ignore", description="unphased het calls; `expredict run` stops when over 1 % of the calls in the windows "
+        "are unphased unless this is set explicitly"
+    )
     ref_mismatch: Literal["error", "skip"] = "error"
     snv_only: bool = False
 

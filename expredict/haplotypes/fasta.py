@@ -27,6 +27,7 @@ import queue
 import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,6 +40,7 @@ from expredict.errors import InputFileError
 from expredict.haplotypes import build as B
 from expredict.haplotypes import kernels as K
 from expredict.haplotypes.build import RunStats
+from expredict.io.genotypes import GenotypeArrays
 
 WIDTH = 60
 _LUT = np.frombuffer(bytes(range(256)).translate(B._COMPLEMENT), np.uint8).copy()
@@ -240,6 +242,44 @@ def _write_grouped(
                    B._unphased_counts(prep, w))  # fmt: skip
 
 
+_UNPHASED_USE = {
+    "ignore": "alleles taken as written (first allele on haplotype 1)",
+    "iupac": "unphased het SNVs written as IUPAC codes on both haplotypes",
+    "error": "refused",
+}
+
+
+@dataclass
+class FastaRunStats(RunStats):
+    """:class:`RunStats` plus the unphased heterozygous calls among the het calls of the windows
+    (each call counted once) and how they were treated."""
+
+    n_het_calls: int = 0
+    n_unphased_calls: int = 0
+    unphased_policy: str = "ignore"
+
+    def count_unphased(self, g: GenotypeArrays, windows: Sequence[B._Window]) -> None:
+        """Add the calls of ``windows`` (``g`` as read, before the ``iupac`` rewrite)."""
+        mask = np.zeros(g.n_variants, bool)
+        for w in windows:
+            mask[w.vlo : w.vhi] = True
+        idx = np.flatnonzero(mask)
+        if idx.size == 0 or g.n_samples == 0:
+            return
+        gt = g.genotypes[:, idx].reshape(g.n_samples, 2, idx.size)
+        het = (gt[:, 0] >= 0) & (gt[:, 1] >= 0) & (gt[:, 0] != gt[:, 1])
+        self.n_het_calls += int(het.sum())
+        self.n_unphased_calls += int((het & ~g.phased[:, idx]).sum())
+
+    def unphased_message(self) -> str:
+        """One line: how many het calls were unphased and how they were used."""
+        share = self.n_unphased_calls / self.n_het_calls if self.n_het_calls else 0.0
+        line = f"unphased: {self.n_unphased_calls} of {self.n_het_calls} heterozygous calls ({share:.1%}) in the regions"
+        if self.n_unphased_calls:
+            line += f"; {_UNPHASED_USE.get(self.unphased_policy, self.unphased_policy)} (--unphased {self.unphased_policy})"
+        return line
+
+
 def write_haplotypes_fasta(
     vcf: str | os.PathLike[str],
     fasta: str | os.PathLike[str],
@@ -256,7 +296,7 @@ def write_haplotypes_fasta(
     reverse_complement_minus: bool = False,
     threads: int | None = None,
     max_bytes: int = 16 << 20,
-) -> RunStats:
+) -> FastaRunStats:
     """Write haplotypes of every region to ``out`` (FASTA); return the run's :class:`RunStats`.
 
     Parameters
@@ -288,7 +328,7 @@ def write_haplotypes_fasta(
     reference = Reference(fasta, aliases or {})
     out = Path(out)
     nthreads = B.resolve_threads(threads)
-    stats = RunStats()
+    stats = FastaRunStats(unphased_policy=unphased)
     by_contig: dict[str, list[Region]] = {}
     for r in regs:
         by_contig.setdefault(r.contig, []).append(r)
@@ -314,6 +354,7 @@ def write_haplotypes_fasta(
                 prep = B._prepare(g, unphased=unphased, ref_mismatch=ref_mismatch, snv_only=False, haploid="ref")
                 windows = B._windows(prep, reference, cregs, mode, length)
                 B._validate(prep, reference, windows, unphased)
+                stats.count_unphased(g, windows)
                 if stats.unphased_per_sample is None:
                     stats.unphased_per_sample = np.zeros(g.n_samples, np.int64)
                 sample_bytes, sample_off = _flat([s_.encode() for s_ in g.samples])

@@ -3,7 +3,8 @@
 Handles three things real references do to you:
 
 - **contig aliases**: an explicit map (``{"chr22": "22"}``) from the names used by the VCF/BED to
-  the FASTA's; nothing is stripped or added silently.
+  the FASTA's; without one, ``chr22`` and ``22`` are matched when exactly one form is in the FASTA
+  (logged), and refused when both or neither are.
 - **offset records**: a header ``>22:20000001-21000000`` (as written by ``samtools faidx``) is
   contig ``22`` whose first base is genomic position 20,000,000 (0-based).
 - **case**: sequence is uppercased by default (soft-masked bases would otherwise become ``<unk>``
@@ -76,6 +77,7 @@ class Reference:
             msg = f"{self.path}: cannot open or index the FASTA ({e})"
             raise InputFileError(msg) from e
         self.contigs: dict[str, ContigSpan] = {}
+        self._matched: dict[str, str] = {}
         for name in self._fa.keys():
             length = len(self._fa[name])
             m = _OFFSET_RE.match(name)
@@ -85,15 +87,23 @@ class Reference:
                 self.contigs[name] = ContigSpan(name, 0, length)
 
     def resolve(self, contig: str) -> ContigSpan:
-        """The FASTA span for ``contig`` (after aliasing); error naming the fix if absent."""
-        name = self.aliases.get(contig, contig)
+        """The FASTA span for ``contig``: an explicit alias first, else the same name or, when only that
+        is present, its ``chr``-prefix twin (``chr22`` <-> ``22``, logged once); an error naming the fix
+        when the contig is absent or both forms are present."""
+        name = self.aliases.get(contig)
+        if name is None:
+            name = self._matched.get(contig)
+        if name is None:
+            from expredict.io.contigs import match_contig
+
+            name = match_contig(contig, self.contigs, target=f"{self.path} (reference FASTA)")
+            self._matched[contig] = name
         span = self.contigs.get(name)
         if span is None:
-            hint = ""
-            alt = contig[3:] if contig.startswith("chr") else "chr" + contig
-            if alt in self.contigs:
-                hint = f"; the FASTA has '{alt}': add the alias {{{contig}: {alt}}} (config data.contig_aliases)"
-            msg = f"{self.path}: contig '{contig}' not in the reference (has {sorted(self.contigs)[:5]}){hint}"
+            msg = (
+                f"{self.path}: contig '{contig}' not in the reference (alias '{name}' in data.contig_aliases; "
+                f"the FASTA has {sorted(self.contigs)[:5]}); fix data.contig_aliases"
+            )
             raise ReferenceMismatchError(msg)
         return span
 

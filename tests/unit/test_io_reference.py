@@ -30,10 +30,13 @@ def test_case_and_padding(tmp_path):
         ref.fetch("c", 8, 12)
 
 
-def test_missing_contig_suggests_alias(fixture_paths):
+def test_missing_contig_names_the_fix(fixture_paths):
     ref = Reference(fixture_paths["fasta"])
-    with pytest.raises(ReferenceMismatchError, match=r"contig 'chr22' not in the reference.*alias \{chr22: 22\}"):
-        ref.fetch("chr22", 19_990_000, 19_990_010)
+    assert ref.fetch("chr22", 19_990_000, 19_990_010) == ref.fetch("22", 19_990_000, 19_990_010)  # chr prefix matched
+    with pytest.raises(ReferenceMismatchError, match=r"contig 'chr21' not found, nor '21'.*data.contig_aliases"):
+        ref.fetch("chr21", 19_990_000, 19_990_010)
+    with pytest.raises(ReferenceMismatchError, match=r"contig 'chr22' not in the reference.*alias 'x'"):
+        Reference(fixture_paths["fasta"], {"chr22": "x"}).fetch("chr22", 19_990_000, 19_990_010)
 
 
 def test_missing_and_plain_gzip(tmp_path):

@@ -49,6 +49,13 @@ def model_prediction(genotypes, weights: pl.DataFrame, intercept: float, build: 
     return pred, len(found)
 
 
+def _build(config: Config) -> str:
+    """PredictDB key build (``b37`` / ``b38``) of the run's VCF: ``data.genome_build`` or its header."""
+    from expredict.io.contigs import predictdb_build, resolve_genome_build
+
+    return predictdb_build(resolve_genome_build(config.data.vcf, config.data.genome_build))
+
+
 def _gene_window(config: Config, variant: str, row: dict) -> tuple[int, int]:
     from expredict.baselines.cis import cis_window
 
@@ -78,10 +85,11 @@ def enet_gene_task(out_dir: str, variant: str, gene_id: str) -> dict:
     lo, hi = _gene_window(cfg, variant, row)
     geno = read_genotypes(cfg.data.vcf, row["contig"], lo, hi, samples=samples)
     ok = np.isfinite(y[train_idx])
+    build = _build(cfg)
     with threadpool_limits(1):
         fit = fit_enet_gene(gene_id, geno, y[train_idx][ok], train_idx[ok], test_idx, config=cfg.enet, seed=cfg.seed,
-                            y_test=y[test_idx], gene_name=row.get("gene_name") or gene_id)
-        val_pred = model_prediction(geno, fit.weights, fit.intercept)[0][val_idx] if not fit.reason else np.full(len(val_idx), np.nan)
+                            y_test=y[test_idx], gene_name=row.get("gene_name") or gene_id, build=build)
+        val_pred = model_prediction(geno, fit.weights, fit.intercept, build)[0][val_idx] if not fit.reason else np.full(len(val_idx), np.nan)
     d = out.trained(variant, "genes")
     name = safe_name(gene_id)
     rows = np.concatenate([test_idx, val_idx])
@@ -161,7 +169,8 @@ def predict_new(out: RunDir, cohort: NewCohort) -> pl.DataFrame:
         lo, hi = _gene_window(cfg, MAIN, row)
         geno = read_genotypes(cohort.vcf, row["contig"], lo, hi, samples=cohort.samples)
         samples = geno.samples
-        pred, found = model_prediction(geno, weights, out.read_json(summary_file)["intercept"])
+        build = str(weights["varID"][0]).rsplit("_", 1)[-1]  # the keys the model was exported with: b37 / b38
+        pred, found = model_prediction(geno, weights, out.read_json(summary_file)["intercept"], build)
         n_model += weights.height
         n_found += found
         rows.append(pred)

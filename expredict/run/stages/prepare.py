@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from expredict.config import Config
-from expredict.errors import ReferenceMismatchError
+from expredict.errors import GenotypeError, ReferenceMismatchError
 from expredict.run.engine import RunContext, Stage, file_fingerprint
 
 _log = logging.getLogger(__name__)
@@ -17,7 +17,8 @@ _log = logging.getLogger(__name__)
 def _key(config: Config) -> list:
     d = config.data
     inputs = [file_fingerprint(p) for p in (d.vcf, d.fasta, d.genes, d.expression, d.covariates, d.populations)]
-    data = d.model_dump(mode="json", exclude={"genes_subset", "max_genes"})
+    # genome_build left out while unset, so that runs from before the setting keep their keys
+    data = d.model_dump(mode="json", exclude={"genes_subset", "max_genes"} | ({"genome_build"} if d.genome_build is None else set()))
     return [inputs, data, config.expression.model_dump(mode="json"), config.split.model_dump(mode="json"),
             config.seed, d.max_genes, config.haplotypes.length]
 
@@ -40,6 +41,7 @@ def run(ctx: RunContext) -> dict:
         msg = f"{cfg.data.fasta}: no gene's +/-{half} bp window fits inside the reference (e.g. {next(iter(dropped.items()), ('', ''))})"
         raise ReferenceMismatchError(msg)
     _log.info(f"[prepare] {genes.height} genes with a +/-{half:,} bp window inside the reference; {len(dropped)} dropped")
+    unphased = _check_unphased(ctx, genes, half)
     ctx.out.write_genes(genes, dropped)
     populations = None
     if cfg.data.populations is not None:
@@ -66,7 +68,33 @@ def run(ctx: RunContext) -> dict:
     ctx.out.write_targets(df)
     counts = {k: int(sum(v == k for v in labels.values())) for k in ("train", "val", "test")}
     _log.info(f"[prepare] individuals: {counts}; targets normalised on the {counts['train']} training individuals only")
-    return {"n_genes": genes.height, "n_dropped": len(dropped), **counts}
+    return {"n_genes": genes.height, "n_dropped": len(dropped), **counts,
+            "unphased_het_calls": unphased.n_unphased, "het_calls": unphased.n_het, "calls_in_windows": unphased.n_calls}
+
+
+MAX_UNPHASED_SHARE = 0.01
+
+
+def _check_unphased(ctx: RunContext, genes: pl.DataFrame, half: int):
+    """Count unphased het calls in the genes' windows; stop when over 1 % of the het calls are unphased
+    and ``haplotypes.unphased`` was left at its default (an explicit setting is the user's decision)."""
+    from expredict.cohort import count_unphased
+
+    cfg = ctx.config
+    count = count_unphased(ctx.cohort.genotypes, genes, half)
+    explicit = "unphased" in cfg.haplotypes.model_fields_set
+    _log.info(f"[prepare] {cfg.data.vcf}: {count.summary()}"
+              + (f"; haplotypes.unphased: {cfg.haplotypes.unphased}" if count.n_unphased else ""))
+    if count.share > MAX_UNPHASED_SHARE and not explicit:
+        msg = (
+            f"{cfg.data.vcf}: {count.n_unphased:,} of {count.n_het:,} heterozygous calls ({count.share:.1%}) in the "
+            f"+/-{half:,} bp windows of {genes.height} genes are unphased (more than {MAX_UNPHASED_SHARE:.0%}); haplotype "
+            f"sequences built from unphased calls are not meaningful. Phase the VCF first (e.g. SHAPEIT5, Eagle2 or "
+            f"Beagle), or set haplotypes.unphased explicitly in the config (ignore: alleles as written; iupac: IUPAC "
+            f"codes for unphased het SNVs; error: refuse)"
+        )
+        raise GenotypeError(msg)
+    return count
 
 
 STAGE = Stage(

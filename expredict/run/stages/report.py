@@ -39,6 +39,10 @@ def run(ctx: RunContext) -> dict:
     if n_dropped:
         notes.append(f"{n_dropped} genes were dropped because their sequence window runs off the reference "
                      "(listed in genes_dropped.parquet).")
+    prep = out.read_manifest()["stages"].get("prepare", {}).get("stats", {})
+    if "unphased_het_calls" in prep:
+        notes.append(f"Unphased calls: {prep['unphased_het_calls']:,} of {prep['het_calls']:,} heterozygous calls "
+                     f"in the genes' sequence windows were unphased (haplotypes.unphased: {ctx.config.haplotypes.unphased}).")
     notes += [n for m in methods for n in labels[m].notes]
     html, markdown = render_report(
         out.read_per_gene(), preds, out.observed("test"), config_yaml=config_to_yaml(ctx.config),
