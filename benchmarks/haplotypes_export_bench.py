@@ -22,7 +22,6 @@ its ``chr22`` maps to the FASTA's ``22`` by ``--alias``, and bcftools' region FA
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -36,6 +35,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+from expredict.demo import sha256  # noqa: E402
 
 
 def sh(*cmd: str, **kw) -> subprocess.CompletedProcess:
@@ -52,14 +53,6 @@ def timed(cmd: list[str], env: dict | None = None, stdout=subprocess.DEVNULL) ->
         msg = f"{cmd[:4]} failed: {p.stderr.read().decode()[-2000:] if p.stderr else ''}"
         raise RuntimeError(msg)
     return wall, ru.ru_maxrss / 1024
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def prepare(work: Path, demo: Path) -> dict[str, dict[str, str]]:
@@ -198,6 +191,7 @@ def bench_bcftools(p: dict[str, str], win: str, work: Path, runs: int) -> dict:
 KERNEL = r"""
 import json, sys, time
 import numpy as np
+from expredict.demo import sha256
 from expredict.coords import Region
 from expredict.haplotypes import build as B
 from expredict.haplotypes.fasta import read_bed_regions

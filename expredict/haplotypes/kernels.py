@@ -551,6 +551,15 @@ def dedup_windows(
 
 
 @njit(nogil=True, cache=True)
+def _put_item(buf: np.ndarray, o: int, data: np.ndarray, offsets: np.ndarray, i: int) -> int:
+    """Copy item ``i`` of a ragged byte array (``data[offsets[i]:offsets[i + 1]]``) to ``buf[o:]``; the next offset."""
+    a = offsets[i]
+    n = offsets[i + 1] - a
+    buf[o : o + n] = data[a : a + n]
+    return o + n
+
+
+@njit(nogil=True, cache=True)
 def _put_int(buf: np.ndarray, o: int, x: int) -> int:
     n = 1
     y = x
@@ -596,21 +605,14 @@ def fasta_records(
         w = rec_win[r]
         buf[o] = 62  # ">"
         o += 1
-        n0 = name_off[w]
-        nl = name_off[w + 1] - n0
-        buf[o : o + nl] = name_bytes[n0 : n0 + nl]
-        o += nl
+        o = _put_item(buf, o, name_bytes, name_off, w)
         buf[o] = 32
         o += 1
         if unique:
             buf[o] = 117  # "u"
             o = _put_int(buf, o + 1, rec_tag[r])
         else:
-            s = rec_sample[r]
-            s0 = sample_off[s]
-            sl = sample_off[s + 1] - s0
-            buf[o : o + sl] = sample_bytes[s0 : s0 + sl]
-            o += sl
+            o = _put_item(buf, o, sample_bytes, sample_off, rec_sample[r])
             buf[o] = 32
             o = _put_int(buf, o + 1, rec_tag[r])
         buf[o] = 10
@@ -663,16 +665,9 @@ def table_rows(
     for r in range(row_win.shape[0]):
         o = row_off[r] - base
         w = row_win[r]
-        n0 = name_off[w]
-        nl = name_off[w + 1] - n0
-        buf[o : o + nl] = name_bytes[n0 : n0 + nl]
-        o += nl
+        o = _put_item(buf, o, name_bytes, name_off, w)
         buf[o] = 9
-        s = row_sample[r]
-        s0 = sample_off[s]
-        sl = sample_off[s + 1] - s0
-        buf[o + 1 : o + 1 + sl] = sample_bytes[s0 : s0 + sl]
-        o += 1 + sl
+        o = _put_item(buf, o + 1, sample_bytes, sample_off, row_sample[r])
         buf[o] = 9
         o = _put_int(buf, o + 1, row_hap[r])
         buf[o] = 9
