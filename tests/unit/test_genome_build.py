@@ -42,7 +42,8 @@ def _vcf(tmp_path: Path, meta: list[str], name: str = "h.vcf") -> Path:
 
 def test_build_read_from_the_header(tmp_path, fixture_paths) -> None:
     assert detect_genome_build(str(fixture_paths["vcf"])) == "GRCh37"  # ##reference=...hs37d5, assembly=b37
-    assert detect_genome_build(str(REPO / "data/demo/genotypes.chr22.vcf.gz")) == "GRCh37"
+    hs37d5 = "##reference=ftp://ftp.1000genomes.ebi.ac.uk/vol1/ftp/technical/reference/phase2_reference_assembly_sequence/hs37d5.fa.gz"
+    assert detect_genome_build(str(_vcf(tmp_path, [hs37d5], "demo_like.vcf"))) == "GRCh37"  # the demo VCF's line
     assert (
         detect_genome_build(str(_vcf(tmp_path, ["##contig=<ID=chr1,length=248956422,assembly=GRCh38>"], "a.vcf")))
         == "GRCh38"
