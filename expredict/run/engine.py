@@ -122,7 +122,8 @@ class Stage:
     and input fingerprints its results depend on; ``outputs``: entries under ``OUT/`` cleared
     when it starts afresh; ``methods``: the methods whose predictions it writes; ``per_gene``:
     works gene by gene (partial under ``--genes``/``--chunk``); ``enabled``: whether a plain
-    ``expredict run`` includes it; ``scores_methods``: keyed on the finished method stages.
+    ``expredict run`` includes it; ``scores_methods``: keyed on the finished method stages;
+    ``check``: validates the configuration before any stage runs (a ConfigError naming the key).
     """
 
     name: str
@@ -135,6 +136,7 @@ class Stage:
     per_gene: bool = False
     enabled: Callable[[Config], bool] = field(default=lambda config: True)
     scores_methods: bool = False
+    check: Callable[[Config], None] | None = None
 
 
 def stage_keys(stages: Sequence[Stage], config: Config) -> dict[str, str]:
@@ -174,6 +176,10 @@ def run_stages(
         targets = list(wanted)
     else:
         targets = [s.name for s in stages if s.enabled(config)]
+    needed = _with_prerequisites(targets, by_name)
+    for stage in stages:
+        if stage.name in needed and stage.check is not None:
+            stage.check(config)
     out = RunDir(config.out_dir)
     manifest = out.read_manifest()["stages"]
     ctx = RunContext(config, out, config.data.genes_subset, parse_chunk(chunk), scheduler_address)
@@ -181,16 +187,17 @@ def run_stages(
     if ctx.partial:
         ctx.config = config.model_copy(update={"data": config.data.model_copy(update={"genes_subset": None})})
     keys = stage_keys(stages, config)
-    needed = _with_prerequisites(targets, by_name)
-    method_stages = [s for s in stages if s.methods]
+    effective: dict[str, str] = {}  # the key each stage finishes with, in stage order
     t_all = time.perf_counter()
     for stage in stages:
+        key = keys[stage.name]
+        if stage.scores_methods:  # also keyed on the method stages before it that have finished, and how
+            finished = {s.name: effective[s.name] for s in stages[: len(effective)]
+                        if s.methods and _done(manifest, s.name, effective[s.name])}
+            key = digest([key, finished])
+        effective[stage.name] = key
         if stage.name not in needed:
             continue
-        key = keys[stage.name]
-        if stage.scores_methods:
-            finished = {s.name: keys[s.name] for s in method_stages if _done(manifest, s.name, keys[s.name])}
-            key = digest([key, finished])
         partial = ctx.partial and stage.per_gene
         if _done(manifest, stage.name, key) and not partial:
             _log.info(f"[{stage.name}] up to date (key {key}), skipped")

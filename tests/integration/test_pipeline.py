@@ -176,6 +176,23 @@ def test_changed_setting_reruns_only_downstream(full_run, tmp_path):
     assert _ran(lines) == {"train", "control", "ensemble", "evaluate", "report"}, lines
 
 
+def test_changed_ensemble_reruns_evaluation_and_report(full_run, tmp_path):
+    """A method stage that scores other methods (the ensemble) still moves the evaluation's key."""
+    out, _, _ = full_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    lines = _run(_config(copy, **{"ensemble.members": ["enet"]}))
+    assert _ran(lines) == {"ensemble", "evaluate", "report"}, lines
+    weights = pl.read_parquet(copy / "trained" / "ensemble" / "weights.parquet")
+    assert set(weights["member"]) == {"enet"}
+
+
+def test_unknown_ensemble_member_is_refused_before_any_stage(tmp_path):
+    with pytest.raises(ConfigError, match=r"ensemble.members: unknown method\(s\) \['nt_haed'\]; choose from nt_head"):
+        run_pipeline(_config(tmp_path / "bad", **{"ensemble.members": ["enet", "nt_haed"]}))
+    assert not (tmp_path / "bad" / "manifest.json").exists() and not (tmp_path / "bad" / "genes.parquet").exists()
+
+
 def test_folder_of_an_older_layout_is_refused(tmp_path):
     old = tmp_path / "old"
     old.mkdir()

@@ -41,15 +41,19 @@ def fit_stack(p_val: NDArray[np.float64], y_val: NDArray[np.float64]) -> tuple[N
     return w, mu_y - float(mu_p @ w)
 
 
-def run(ctx: RunContext) -> dict:
-    """Fit one stack per gene on the validation individuals and predict every individual."""
+def check_members(config: Config) -> None:
+    """Every member must be another method of the run (checked before any stage runs)."""
     from expredict.run.registry import METHODS
 
-    out, members = ctx.out, list(ctx.config.ensemble.members)
-    unknown = [m for m in members if m not in METHODS or m == "ensemble"]
+    unknown = [m for m in config.ensemble.members if m not in METHODS or m == "ensemble"]
     if unknown:
         msg = f"ensemble.members: unknown method(s) {unknown}; choose from {', '.join(m for m in METHODS if m != 'ensemble')}"
         raise ConfigError(msg)
+
+
+def run(ctx: RunContext) -> dict:
+    """Fit one stack per gene on the validation individuals and predict every individual."""
+    out, members = ctx.out, list(ctx.config.ensemble.members)
     present = out.methods_with_predictions(members)
     missing = [m for m in members if m not in present]
     if missing:
@@ -58,26 +62,27 @@ def run(ctx: RunContext) -> dict:
         _log.warning("[ensemble] no member has predictions; nothing to stack (run the members' stages first)")
         return {"n_genes": 0}
     samples, split, targets = out.read_targets()
+    label = dict(zip(samples, split, strict=True))
     frames = [out.read_predictions(m).select("gene_id", "sample", pl.col("prediction").alias(m)) for m in present]
     wide = frames[0]
     for f in frames[1:]:
         wide = wide.join(f, on=["gene_id", "sample"], how="full", coalesce=True)
-    label = dict(zip(samples, split, strict=True))
+    observed = targets.drop("split").unpivot(index="sample", variable_name="gene_id", value_name="y")
+    wide = wide.join(observed, on=["gene_id", "sample"], how="left").with_columns(
+        pl.col("sample").replace_strict(label, return_dtype=pl.String).alias("split"))
+    parts = wide.partition_by("gene_id", as_dict=True, maintain_order=True)
     weights, rows = [], []
-    genes = [g for g in ctx.genes()["gene_id"].to_list() if g in set(wide["gene_id"].to_list())]
-    for gene_id in genes:
-        part = wide.filter(pl.col("gene_id") == gene_id)
-        y = dict(zip(samples, targets[gene_id].to_numpy(), strict=True))
-        use = present
-        val = part.filter(pl.col("sample").is_in([s for s in samples if label[s] == "val"]))
-        p_val = val.select(use).to_numpy().astype(np.float64)
-        y_val = np.array([y[s] for s in val["sample"].to_list()], np.float64)
+    for gene_id in ctx.genes()["gene_id"].to_list():
+        part = parts.get((gene_id,))
+        if part is None:
+            continue
+        val = part.filter(pl.col("split") == "val")
+        p_val = val.select(present).to_numpy().astype(np.float64)
+        y_val = val["y"].to_numpy().astype(np.float64)
+        # a member without validation predictions for this gene (e.g. no model) drops out
+        used = [m for j, m in enumerate(present) if np.isfinite(p_val[:, j]).sum() >= MIN_VAL]
+        p_val = p_val[:, [present.index(m) for m in used]]
         ok = np.isfinite(p_val).all(axis=1) & np.isfinite(y_val)
-        used = [m for j, m in enumerate(use) if np.isfinite(p_val[:, j]).sum() >= MIN_VAL]
-        if len(used) < len(use):  # a member without validation predictions for this gene (e.g. no model) drops out
-            cols = [use.index(m) for m in used]
-            p_val = p_val[:, cols]
-            ok = np.isfinite(p_val).all(axis=1) & np.isfinite(y_val)
         if not used or ok.sum() < MIN_VAL:
             continue
         w, b0 = fit_stack(p_val[ok], y_val[ok])
@@ -85,14 +90,14 @@ def run(ctx: RunContext) -> dict:
         full = part.select(used).to_numpy().astype(np.float64)
         pred = b0 + np.where(np.isfinite(full), full, 0.0) @ w
         finite = np.isfinite(full[:, w > 0]).all(axis=1)
-        rows.append(pl.DataFrame({"gene_id": gene_id, "sample": part["sample"], "prediction": np.where(finite, pred, np.nan)}))
+        rows.append(part.select("gene_id", "sample", "split", pl.Series("prediction", np.where(finite, pred, np.nan))))
     table = pl.DataFrame(weights, schema={"gene_id": pl.String, "member": pl.String, "weight": pl.Float64,
                                           "intercept": pl.Float64, "n_val": pl.Int64}, orient="row")
     out.write_parquet(out.trained("ensemble", "weights.parquet"), table)
     if not rows:
         _log.warning("[ensemble] no gene had enough validation individuals to fit a stack")
         return {"n_genes": 0}
-    frame = pl.concat(rows).with_columns(pl.col("sample").replace_strict(label, return_dtype=pl.String).alias("split"))
+    frame = pl.concat(rows)
     random_members = [m for m in present if out.read_labels(m).random_weights]
     share = table.group_by("member").agg((pl.col("weight") > 0).mean().alias("share")).sort("member")
     used_text = ", ".join(f"{m} in {100 * s:.0f}% of genes" for m, s in share.iter_rows())
@@ -110,5 +115,5 @@ def _key(config: Config) -> list:
 STAGE = Stage(
     name="ensemble", run=run, version=1, key_parts=_key, needs=("prepare",), outputs=("trained/ensemble",),
     methods=(Method("ensemble", "a per-gene non-negative stack of other methods, fitted on validation individuals"),),
-    per_gene=True, enabled=lambda config: config.ensemble.enabled, scores_methods=True,
+    per_gene=True, enabled=lambda config: config.ensemble.enabled, scores_methods=True, check=check_members,
 )
