@@ -260,13 +260,11 @@ def count_unphased(genotypes: dict[str, GenotypeArrays], genes: pl.DataFrame, ha
         for tss in cgenes["tss"].to_list():
             mask[g.slice_region(tss - half_width, tss + half_width)] = True
         idx = np.flatnonzero(mask)
-        n = g.n_samples
-        if idx.size == 0 or n == 0:
+        if idx.size == 0 or g.n_samples == 0:
             continue
-        gt = g.genotypes[:, idx].reshape(n, 2, idx.size)
-        het = (gt[:, 0] >= 0) & (gt[:, 1] >= 0) & (gt[:, 0] != gt[:, 1])
-        n_het += int(het.sum())
-        n_unph += int((het & ~g.phased[:, idx]).sum())
-        n_calls += n * idx.size
+        het, unphased = g.heterozygous_calls(idx)
+        n_het += het
+        n_unph += unphased
+        n_calls += g.n_samples * idx.size
         n_var += idx.size
     return UnphasedCount(n_unph, n_het, n_calls, n_var)

@@ -263,13 +263,9 @@ class FastaRunStats(RunStats):
         mask = np.zeros(g.n_variants, bool)
         for w in windows:
             mask[w.vlo : w.vhi] = True
-        idx = np.flatnonzero(mask)
-        if idx.size == 0 or g.n_samples == 0:
-            return
-        gt = g.genotypes[:, idx].reshape(g.n_samples, 2, idx.size)
-        het = (gt[:, 0] >= 0) & (gt[:, 1] >= 0) & (gt[:, 0] != gt[:, 1])
-        self.n_het_calls += int(het.sum())
-        self.n_unphased_calls += int((het & ~g.phased[:, idx]).sum())
+        het, unphased = g.heterozygous_calls(np.flatnonzero(mask))
+        self.n_het_calls += het
+        self.n_unphased_calls += unphased
 
     def unphased_message(self) -> str:
         """One line: how many het calls were unphased and how they were used."""

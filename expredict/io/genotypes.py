@@ -87,6 +87,16 @@ class GenotypeArrays:
             lo += 1
         return slice(lo, hi)
 
+    def heterozygous_calls(self, variants: NDArray[np.int64]) -> tuple[int, int]:
+        """``(heterozygous calls, unphased ones)`` over every sample at ``variants`` (calls with a
+        missing allele are not heterozygous)."""
+        n = self.n_samples
+        if variants.size == 0 or n == 0:
+            return 0, 0
+        gt = self.genotypes[:, variants].reshape(n, 2, variants.size)
+        het = (gt[:, 0] >= 0) & (gt[:, 1] >= 0) & (gt[:, 0] != gt[:, 1])
+        return int(het.sum()), int((het & ~self.phased[:, variants]).sum())
+
     def subset_variants(self, sel: slice | NDArray[np.int64] | NDArray[np.bool_]) -> GenotypeArrays:
         """A new ``GenotypeArrays`` with only the selected variants (allele buffers compacted)."""
         idx = np.arange(self.n_variants)[sel]

@@ -63,8 +63,10 @@ def _gene_window(config: Config, variant: str, row: dict) -> tuple[int, int]:
                       anchor="gene" if variant == MAIN else "tss")
 
 
-def enet_gene_task(out_dir: str, variant: str, gene_id: str) -> dict:
+def enet_gene_task(out_dir: str, variant: str, build: str, gene_id: str) -> dict:
     """Worker: fit one gene's elastic net (its cis window read from the VCF here) and store the fit.
+
+    ``build`` is the PredictDB key build (``b37``/``b38``), resolved once by the stage.
 
     Writes ``trained/<variant>/genes/<gene>.{weights,cov,predictions}.parquet`` and, last, the
     ``.summary.json`` that marks the gene done. The test individuals' predictions come from the
@@ -85,7 +87,6 @@ def enet_gene_task(out_dir: str, variant: str, gene_id: str) -> dict:
     lo, hi = _gene_window(cfg, variant, row)
     geno = read_genotypes(cfg.data.vcf, row["contig"], lo, hi, samples=samples)
     ok = np.isfinite(y[train_idx])
-    build = _build(cfg)
     with threadpool_limits(1):
         fit = fit_enet_gene(gene_id, geno, y[train_idx][ok], train_idx[ok], test_idx, config=cfg.enet, seed=cfg.seed,
                             y_test=y[test_idx], gene_name=row.get("gene_name") or gene_id, build=build)
@@ -110,18 +111,17 @@ def run(ctx: RunContext) -> dict:
     out, cfg = ctx.out, ctx.config
     variants = [MAIN] + ([MATCHED] if cfg.enet.matched_window else [])
     genes = ctx.genes()["gene_id"].to_list()
+    build = _build(cfg)
     info: dict = {}
     for variant in variants:
         d = out.trained(variant, "genes")
         todo = [g for g in genes if not (d / f"{safe_name(g)}.summary.json").exists()]
         _log.info(f"[enet] {variant}: {len(genes)} genes, {len(genes) - len(todo)} already fitted")
-        progress = Progress(_log, f"[enet] {variant}: genes fitted", len(todo))
-        with ctx.executor() as ex:
-            for rec in ex.map_unordered(functools.partial(enet_gene_task, str(out.root), variant), todo):
+        with ctx.executor() as ex, Progress(_log, f"[enet] {variant}: genes fitted", len(todo)) as progress:
+            for rec in ex.map_unordered(functools.partial(enet_gene_task, str(out.root), variant, build), todo):
                 if rec["reason"]:
                     _log.info(f"[enet] {variant} {rec['gene_id']}: no model ({rec['reason']})")
                 progress.step()
-        progress.close()
         done = [g for g in genes if (d / f"{safe_name(g)}.summary.json").exists()]
         summary = pl.DataFrame([out.read_json(d / f"{safe_name(g)}.summary.json") for g in done], infer_schema_length=None)
         out.write_parquet(out.trained(variant, "summary.parquet"), summary)

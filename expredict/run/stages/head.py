@@ -72,7 +72,7 @@ def train_per_gene(ctx: RunContext, method: str, arm: str, control_of: str | Non
                       f"{rec['epochs']} epochs, {rec['seconds']:.1f} s")
     records = [out.read_json(out.trained(method, f"{safe_name(g)}.json")) for g in genes]
     out.write_parquet(out.trained(method, "records.parquet"), pl.DataFrame(records))
-    _, random_weights = _embedding_cache(out, arm)
+    random_weights = bool(out.read_embedding_spec(arm)["random_weights"])
     if genes:
         frames = [pl.read_parquet(out.trained(method, f"{safe_name(g)}.predictions.parquet")) for g in genes]
         out.write_predictions(method, pl.concat(frames), MethodLabels(random_weights=random_weights, control_of=control_of))
